@@ -1,0 +1,5 @@
+"""Chat event handlers (being written)."""
+
+
+def register() -> None:
+    return None

@@ -1,0 +1,5 @@
+"""Receivers for chat models (being written)."""
+
+
+def connect() -> None:
+    return None

@@ -1,0 +1,66 @@
+"""Administrative view of the cache: health, statistics, namespace-wide invalidation."""
+
+import logging
+from typing import Any
+
+import redis
+
+from core.caching.namespaces import generations
+from core.caching.strategies import stats
+from core.connections import cache_client
+
+logger = logging.getLogger("core.caching")
+
+_SCAN_COUNT = 1000
+
+
+class CacheManager:
+    def __init__(self, client: redis.Redis | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client if self._client is not None else cache_client()
+
+    def health_check(self) -> bool:
+        """True when Redis answers a PING; never raises."""
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError as exc:
+            logger.warning("cache health check failed: %s", exc)
+            return False
+
+    def get_stats(self) -> dict[str, Any]:
+        """Memory, key counts (total and per namespace, by SCAN) and this process's hits/misses."""
+        info = self.client.info("memory")
+        per_namespace: dict[str, int] = {}
+        for key in self.client.scan_iter(count=_SCAN_COUNT):
+            namespace = key.split(b":", 1)[0].decode(errors="replace")
+            per_namespace[namespace] = per_namespace.get(namespace, 0) + 1
+        return {
+            "used_memory": info["used_memory"],
+            "used_memory_human": info.get("used_memory_human"),
+            "total_keys": self.client.dbsize(),
+            "keys_per_namespace": dict(sorted(per_namespace.items())),
+            "requests_per_namespace": stats.snapshot(),
+        }
+
+    def clear_namespace(self, namespace: str) -> int:
+        """UNLINK every key of `namespace` (all versions), by SCAN: never KEYS. Returns the count."""
+        removed = 0
+        batch: list[bytes] = []
+        for key in self.client.scan_iter(match=f"{namespace}:*", count=_SCAN_COUNT):
+            batch.append(key)
+            if len(batch) >= _SCAN_COUNT:
+                removed += self.client.unlink(*batch)
+                batch.clear()
+        if batch:
+            removed += self.client.unlink(*batch)
+        logger.info("cleared namespace %s: %d keys", namespace, removed)
+        return removed
+
+    def bump_namespace(self, namespace: str) -> int:
+        """Invalidate a whole namespace in O(1): its keys move to a new generation. Returns it."""
+        generation = generations.bump(self.client, namespace)
+        logger.info("namespace %s bumped to generation %d", namespace, generation)
+        return generation

@@ -1,0 +1,63 @@
+"""Namespace generations: invalidate every key of a namespace in O(1) by bumping a number.
+
+A namespace's keys carry `v{version}` (the code's schema version) and, once the namespace has been
+bumped, `.{generation}`: `feed:v1:...` becomes `feed:v1.1:...` and the old keys are never read again
+(they expire on their TTL). Each process trusts its copy of the generation for
+CACHE_NAMESPACE_VERSION_TTL_SECONDS, so another process sees a bump within that bound.
+"""
+
+import threading
+import time
+
+import redis
+from django.conf import settings
+
+from core.caching.keys import CacheKeyBuilder
+
+# Longer than any data TTL: when the generation key expires, the keys of its generation are gone too.
+GENERATION_TTL_SECONDS = 7 * 24 * 3600
+_registry = CacheKeyBuilder("themoon")
+
+
+def generation_key(namespace: str) -> str:
+    return _registry.build("namespace", namespace, "generation")
+
+
+class NamespaceGenerations:
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client: redis.Redis, namespace: str) -> int:
+        now = time.monotonic()
+        known = self._known.get(namespace)
+        if known is not None and known[1] > now:
+            return known[0]
+        try:
+            raw = client.get(generation_key(namespace))
+        except redis.RedisError:
+            # Keep the last value we knew (or 0): the strategy's own call will report the outage.
+            return known[0] if known else 0
+        generation = int(raw) if raw else 0
+        self._remember(namespace, generation)
+        return generation
+
+    def bump(self, client: redis.Redis, namespace: str) -> int:
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(generation_key(namespace))
+        pipe.expire(generation_key(namespace), GENERATION_TTL_SECONDS)
+        generation = int(pipe.execute()[0])
+        self._remember(namespace, generation)
+        return generation
+
+    def forget(self) -> None:
+        with self._lock:
+            self._known.clear()
+
+    def _remember(self, namespace: str, generation: int) -> None:
+        expires = time.monotonic() + settings.CACHE_NAMESPACE_VERSION_TTL_SECONDS
+        with self._lock:
+            self._known[namespace] = (generation, expires)
+
+
+generations = NamespaceGenerations()

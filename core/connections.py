@@ -1,0 +1,24 @@
+"""The Redis clients every part shares: one pool for cache work, one for blocking stream reads."""
+
+from functools import cache
+
+import redis
+from django.conf import settings
+from django_redis import get_redis_connection
+
+
+def cache_client() -> redis.Redis:
+    """django-redis's client for CACHES['default']: short socket timeouts, shared pool."""
+    return get_redis_connection("default")
+
+
+@cache
+def stream_client() -> redis.Redis:
+    """A client whose read timeout outlives XREADGROUP's BLOCK, for the stream consumer."""
+    block_seconds = settings.EVENTS_BLOCK_MS / 1000
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=max(settings.REDIS_SOCKET_CONNECT_TIMEOUT, 0.5),
+        socket_timeout=block_seconds + 5,
+        health_check_interval=30,
+    )

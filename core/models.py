@@ -1,0 +1,139 @@
+"""Model plumbing for the event pipeline: the outbox, atomic saves, and querysets that publish.
+
+Django sends no signal for `QuerySet.update()`, `bulk_create()` or `bulk_update()`, and in autocommit
+mode `post_save` runs after the row has committed. `PublishingModel` closes those gaps so that every
+change reaches the receivers inside the transaction that makes it:
+- `save()` and `delete()` run in `transaction.atomic()`, so the row and its outbox entry commit together;
+- `QuerySet.update()` bumps versions and sends `post_save(created=False)` for every row it changed;
+- `QuerySet.bulk_create()` sends `post_save(created=True)` for every row it created;
+- `QuerySet.bulk_update()` is refused: use `update()` or `save()`, which publish.
+`QuerySet.delete()` needs nothing: Django's collector sends `post_delete` per row when receivers exist.
+"""
+
+from django.db import models, router, transaction
+from django.db.models import F
+from django.db.models.signals import post_save
+
+
+class OutboxEvent(models.Model):
+    """An event written in the same transaction as its change; deleted once it is in its stream."""
+
+    stream = models.CharField(max_length=200)
+    payload = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"outbox #{self.pk} -> {self.stream}"
+
+
+class PublishingQuerySet(models.QuerySet):
+    def update(self, **kwargs) -> int:
+        """UPDATE, then send post_save for each changed row (with its new version) in the same txn."""
+        model = self.model
+        with transaction.atomic(using=self.db):
+            ids = list(self._locked_ids())
+            if not ids:
+                return 0
+            if issubclass(model, VersionedModel) and "version" not in kwargs:
+                kwargs["version"] = F("version") + 1
+            changed = model._base_manager.using(self.db).filter(pk__in=ids)
+            count = models.QuerySet.update(changed, **kwargs)
+            fields = frozenset(kwargs)
+            for instance in model._base_manager.using(self.db).filter(pk__in=ids):
+                post_save.send(
+                    sender=model,
+                    instance=instance,
+                    created=False,
+                    update_fields=fields,
+                    raw=False,
+                    using=self.db,
+                )
+        return count
+
+    def _locked_ids(self):
+        """The matching ids, locked in id order (no deadlock between two bulk updates)."""
+        return self.values_list("pk", flat=True).order_by("pk").select_for_update()
+
+    def bulk_create(self, objs, *args, **kwargs):
+        if kwargs.get("ignore_conflicts") or kwargs.get("update_conflicts"):
+            raise ValueError(
+                f"{self.model.__name__}.objects.bulk_create() publishes an event per row and needs "
+                "their primary keys: ignore_conflicts/update_conflicts are not supported"
+            )
+        with transaction.atomic(using=self.db):
+            created = super().bulk_create(objs, *args, **kwargs)
+            for instance in created:
+                post_save.send(
+                    sender=self.model,
+                    instance=instance,
+                    created=True,
+                    update_fields=None,
+                    raw=False,
+                    using=self.db,
+                )
+        return created
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise NotImplementedError(
+            f"{self.model.__name__}.objects.bulk_update() would publish no events: "
+            "use QuerySet.update() or save()"
+        )
+
+
+class PublishingModel(models.Model):
+    """A model whose every change publishes an event in the change's own transaction."""
+
+    objects = PublishingQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using):
+            self.before_save(using)
+            super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using):
+            return super().delete(*args, **kwargs)
+
+    def before_save(self, using: str) -> None:
+        """Hook run inside the save's transaction, before the row is written."""
+
+
+class VersionedModel(PublishingModel):
+    """A row with a `version` that increases by one on every save, in commit order.
+
+    The next version is read under a row lock (SELECT ... FOR UPDATE on PostgreSQL), so two
+    concurrent saves of one row get different versions and the later commit has the higher one.
+    """
+
+    version = models.PositiveBigIntegerField(default=1, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "version" not in update_fields:
+            kwargs["update_fields"] = [*update_fields, "version"]
+        super().save(*args, **kwargs)
+
+    def before_save(self, using: str) -> None:
+        if self._state.adding or self.pk is None:
+            self.version = 1
+            return
+        current = (
+            type(self)
+            ._base_manager.using(using)
+            .select_for_update()
+            .filter(pk=self.pk)
+            .values_list("version", flat=True)
+            .first()
+        )
+        self.version = 1 if current is None else current + 1

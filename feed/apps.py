@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class FeedConfig(AppConfig):
+    name = "feed"
+    verbose_name = "themoon feed"
+
+    def ready(self) -> None:
+        from feed import handlers, signals
+
+        signals.connect()
+        handlers.register()

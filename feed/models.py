@@ -1,0 +1,104 @@
+"""The social graph and its content: users, follows, posts, reactions, comments."""
+
+from django.contrib.auth.models import AbstractUser
+from django.db import connections, models
+
+from core.models import PublishingModel, PublishingQuerySet, VersionedModel
+
+
+class AppUser(AbstractUser):
+    bio = models.CharField(max_length=280, blank=True)
+
+    class Meta:
+        db_table = "feed_appuser"
+
+
+class Follow(PublishingModel):
+    follower = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="following")
+    followee = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="followers")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Also the index for "whom does X follow" (the feed query).
+            models.UniqueConstraint(fields=["follower", "followee"], name="follow_once"),
+            models.CheckConstraint(
+                condition=~models.Q(follower=models.F("followee")), name="follow_not_self"
+            ),
+        ]
+        # "who follows X": the fan-out of X's posts.
+        indexes = [models.Index(fields=["followee", "follower"], name="follow_followee_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.follower_id} -> {self.followee_id}"
+
+
+class PostQuerySet(PublishingQuerySet):
+    def bump_stats_version(self, post_id: int) -> int | None:
+        """Increase a post's stats_version in the current transaction and return the new value.
+
+        The UPDATE locks the post's row until commit, so concurrent reactions and comments on one
+        post serialize and their count snapshots are taken in commit order.
+        """
+        table = self.model._meta.db_table
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET stats_version = stats_version + 1 WHERE id = %s "  # noqa: S608
+                "RETURNING stats_version",
+                [post_id],
+            )
+            row = cursor.fetchone()
+        return row[0] if row else None
+
+
+class Post(VersionedModel):
+    author = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="posts")
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Version of the post's counters (reactions, comments): bumped by every change to them.
+    stats_version = models.PositiveBigIntegerField(default=0, editable=False)
+
+    objects = PostQuerySet.as_manager()
+
+    class Meta:
+        # The feed: the newest posts of a set of authors; also a profile's posts.
+        indexes = [models.Index(fields=["author", "-id"], name="post_author_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"post {self.pk} by {self.author_id}"
+
+
+class Reaction(PublishingModel):
+    class Kind(models.TextChoices):
+        LIKE = "like"
+        LOVE = "love"
+        LAUGH = "laugh"
+        WOW = "wow"
+        SAD = "sad"
+        ANGRY = "angry"
+
+    user = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="reactions")
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="reactions")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LIKE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "post"], name="react_once")]
+        indexes = [models.Index(fields=["post", "kind"], name="reaction_post_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.kind} {self.post_id}"
+
+
+class Comment(PublishingModel):
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="comments")
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["post", "id"], name="comment_post_idx")]
+
+    def __str__(self) -> str:
+        return f"comment {self.pk} on {self.post_id}"

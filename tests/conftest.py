@@ -1,0 +1,49 @@
+"""Shared fixtures: a real Redis database for the run (flushed between tests), a real Celery
+worker whose stream consumer applies events, and plain factory functions (tests/factories.py)."""
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_is_ours():
+    from django.conf import settings
+
+    assert settings.REDIS_URL.endswith("/15"), "tests must not run against a real cache database"
+    from core.connections import cache_client
+
+    cache_client().ping()  # fail loudly when Redis is not running
+
+
+@pytest.fixture(autouse=True)
+def redis_client():
+    """The cache client, on a flushed database; process-local cache state reset."""
+    from core.caching.breaker import breaker
+    from core.caching.namespaces import generations
+    from core.caching.strategies import stats
+    from core.connections import cache_client
+
+    client = cache_client()
+    client.flushdb()
+    breaker.reset()
+    generations.forget()
+    stats.reset()
+    return client
+
+
+@pytest.fixture
+def celery_app():
+    from themoon.celery import app
+
+    return app
+
+
+@pytest.fixture
+def pipeline_worker(transactional_db, celery_app):
+    """A real Celery worker (in-process, threads pool) with its stream-consumer bootstep running."""
+    from celery.contrib.testing.worker import start_worker
+
+    celery_app.control.purge()
+    with start_worker(
+        celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30
+    ) as worker:
+        yield worker

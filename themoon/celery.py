@@ -1,0 +1,34 @@
+"""The Celery app: config from Django settings (CELERY_*), tasks autodiscovered, the beat schedule,
+and the stream consumer bootstep that makes every worker a consumer of the event streams."""
+
+import os
+
+from celery import Celery
+
+from workers.bootsteps import StreamConsumerStep
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "themoon.settings")
+
+app = Celery("themoon")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+app.steps["worker"].add(StreamConsumerStep)
+
+
+# (name, setting holding its period in seconds, task). Periods and sizes are settings (env overrides).
+BEAT_SCHEDULE = [
+    ("relay-outbox", "BEAT_OUTBOX_RELAY_SECONDS", "workers.relay_outbox"),
+    ("trim-streams", "BEAT_STREAM_TRIM_SECONDS", "workers.trim_streams"),
+    ("reclaim-pending", "BEAT_RECLAIM_SECONDS", "workers.reclaim_pending"),
+]
+
+
+@app.on_after_configure.connect
+def schedule_periodic_tasks(sender: Celery, **kwargs) -> None:
+    """Read the periods once Django settings are loaded (not at import: settings import us)."""
+    from django.conf import settings
+
+    for name, setting, task in BEAT_SCHEDULE:
+        seconds = float(getattr(settings, setting))
+        # A run that could not start within its own period is dropped, not piled up.
+        sender.add_periodic_task(seconds, sender.signature(task), name=name, expires=max(seconds * 0.9, 1.0))

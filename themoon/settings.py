@@ -1,0 +1,213 @@
+"""themoon settings: every value comes from the environment, with a safe local default.
+
+The README's configuration table documents each variable read here.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return default if value in (None, "") else float(value)
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def redis_db_url(url: str, db: int) -> str:
+    """The same Redis server as `url`, another database number (used only for the broker split)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+# The local default is only for a developer machine; production must set DJANGO_SECRET_KEY.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "themoon-local-development-key-not-for-production")
+if not DEBUG and SECRET_KEY.startswith("themoon-local-"):
+    raise RuntimeError("Set DJANGO_SECRET_KEY when DJANGO_DEBUG is off.")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "core",
+    "feed",
+    "chat",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "themoon.urls"
+WSGI_APPLICATION = "themoon.wsgi.application"
+ASGI_APPLICATION = "themoon.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "feed.AppUser"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Redis: cache, streams, channel layer, Celery broker -------------------------------------
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Short timeouts: a dead Redis must cost a request milliseconds, not seconds.
+REDIS_SOCKET_CONNECT_TIMEOUT = env_float("REDIS_SOCKET_CONNECT_TIMEOUT", 0.05)
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.25)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        # Our keys are already namespaced and versioned by CacheKeyBuilder: no second prefix.
+        "KEY_FUNCTION": "core.caching.keys.identity_key",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SERIALIZER": "core.caching.serializers.CacheSerializer",
+            "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_CONNECT_TIMEOUT,
+            "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "CONNECTION_POOL_KWARGS": {"max_connections": env_int("REDIS_MAX_CONNECTIONS", 100)},
+        },
+    }
+}
+# Sessions live in the database: a Redis outage must not log everybody out.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "themoon:ws"},
+    }
+}
+
+# How long a cache strategy stops calling Redis after a connection failure (a circuit breaker).
+CACHE_FAILURE_BACKOFF_SECONDS = env_float("CACHE_FAILURE_BACKOFF_SECONDS", 1.0)
+# Cache-aside stampede protection: how long a loader's lease lasts, how long others wait for it.
+CACHE_LEASE_SECONDS = env_float("CACHE_LEASE_SECONDS", 5.0)
+CACHE_LEASE_WAIT_SECONDS = env_float("CACHE_LEASE_WAIT_SECONDS", 1.0)
+# How long a process trusts its copy of a namespace's version before asking Redis again.
+CACHE_NAMESPACE_VERSION_TTL_SECONDS = env_float("CACHE_NAMESPACE_VERSION_TTL_SECONDS", 1.0)
+
+# --- Events and streams ---------------------------------------------------------------------
+EVENTS_STREAM_PREFIX = env_str("EVENTS_STREAM_PREFIX", "themoon:events")
+# Safety valve on XADD (approximate). Normal trimming is the trim task, which never drops
+# entries a consumer group has not acknowledged.
+EVENTS_STREAM_MAXLEN = env_int("EVENTS_STREAM_MAXLEN", 1_000_000)
+EVENTS_CONSUMER_GROUP = env_str("EVENTS_CONSUMER_GROUP", "cache")
+EVENTS_BATCH_SIZE = env_int("EVENTS_BATCH_SIZE", 200)
+EVENTS_BLOCK_MS = env_int("EVENTS_BLOCK_MS", 1000)
+# A pending entry idle this long belongs to a consumer presumed dead, and is reclaimed.
+EVENTS_CLAIM_IDLE_MS = env_int("EVENTS_CLAIM_IDLE_MS", 30_000)
+EVENTS_MAX_DELIVERIES = env_int("EVENTS_MAX_DELIVERIES", 5)
+EVENTS_DEAD_LETTER_MAXLEN = env_int("EVENTS_DEAD_LETTER_MAXLEN", 10_000)
+# Run the consumer inside `celery worker` (a bootstep). Off for workers that only run tasks.
+EVENTS_CONSUMER_ENABLED = env_bool("EVENTS_CONSUMER_ENABLED", True)
+# Apply an event's direct cache effects in the writing process right after commit, in the
+# XADD's round trip: read-your-writes before the worker catches up.
+EVENTS_APPLY_ON_COMMIT = env_bool("EVENTS_APPLY_ON_COMMIT", True)
+# The relay republishes outbox rows older than this (younger ones are being flushed on commit).
+EVENTS_OUTBOX_RELAY_AGE_SECONDS = env_float("EVENTS_OUTBOX_RELAY_AGE_SECONDS", 5.0)
+EVENTS_OUTBOX_RELAY_BATCH = env_int("EVENTS_OUTBOX_RELAY_BATCH", 500)
+# Followers per Celery task when a post invalidates many feeds.
+FEED_FANOUT_CHUNK = env_int("FEED_FANOUT_CHUNK", 1000)
+
+# --- Celery ---------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", redis_db_url(REDIS_URL, 1))
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+
+BEAT_OUTBOX_RELAY_SECONDS = env_float("BEAT_OUTBOX_RELAY_SECONDS", 5.0)
+BEAT_STREAM_TRIM_SECONDS = env_float("BEAT_STREAM_TRIM_SECONDS", 60.0)
+BEAT_RECLAIM_SECONDS = env_float("BEAT_RECLAIM_SECONDS", 30.0)
+
+# --- API and chat ---------------------------------------------------------------------------
+API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 50)
+CHAT_MESSAGE_MAX_LENGTH = env_int("CHAT_MESSAGE_MAX_LENGTH", 4000)
+POST_BODY_MAX_LENGTH = env_int("POST_BODY_MAX_LENGTH", 5000)
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}

@@ -1,0 +1,14 @@
+"""Settings for the test suite: the real settings, pointed at Redis databases the tests own.
+
+Tests flush Redis database 15 (cache, streams, channel layer) between tests and use 14 as the
+Celery broker, so running the suite never touches a development cache in database 0.
+"""
+
+import os
+
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
+
+from themoon.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users

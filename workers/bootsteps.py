@@ -1,0 +1,44 @@
+"""Runs the stream consumer inside `celery -A themoon worker`: scaling workers scales consumers."""
+
+import logging
+import threading
+
+from celery import bootsteps
+
+logger = logging.getLogger("workers.consumer")
+
+
+class StreamConsumerStep(bootsteps.StartStopStep):
+    """A worker bootstep: one StreamConsumer thread in the worker's main process."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs) -> None:
+        self.consumer = None
+        self.thread: threading.Thread | None = None
+
+    def start(self, worker) -> None:
+        from django.conf import settings
+
+        from workers.consumer import StreamConsumer
+
+        if not settings.EVENTS_CONSUMER_ENABLED:
+            logger.info("stream consumer disabled (EVENTS_CONSUMER_ENABLED=false)")
+            return
+        self.consumer = StreamConsumer()
+        self.thread = threading.Thread(
+            target=self.consumer.run, name=f"stream-consumer-{self.consumer.name}", daemon=True
+        )
+        self.thread.start()
+        worker.stream_consumer = self.consumer
+
+    def stop(self, worker) -> None:
+        """On SIGTERM Celery stops its steps: finish the batch in hand, then return."""
+        if self.consumer is None:
+            return
+        self.consumer.stop()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+        self.consumer = None
+
+    shutdown = stop

@@ -1,0 +1,302 @@
+"""The stream consumer: reads events with a consumer group, applies them in batches, acknowledges.
+
+One `StreamConsumer` per worker process, a named member of group `cache` on every domain stream.
+- Batches: XREADGROUP COUNT/BLOCK, one pipeline of cache effects per batch, then XACK.
+- At least once: an entry is acknowledged only after its effects are in Redis. A consumer that dies
+  mid-batch leaves its entries pending; after EVENTS_CLAIM_IDLE_MS another consumer takes them
+  over (XAUTOCLAIM) and applies them. Handlers are idempotent, so applying twice is harmless.
+- Poison: an event that cannot be decoded, has no handler, or whose handler failed
+  EVENTS_MAX_DELIVERIES times goes to the dead-letter stream with its error, and is acknowledged.
+- Redis trouble: retry with capped exponential backoff, never crash. `stop()` finishes the batch.
+"""
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
+from django.db import close_old_connections
+
+from core.connections import stream_client
+from core.events import Event, InvalidEvent, all_streams, dead_letter_stream
+from core.events.streams import EVENT_FIELD
+from workers.registry import HandlerRegistry, UnknownEventType, registry
+
+logger = logging.getLogger("workers.consumer")
+
+
+@dataclass(slots=True)
+class Entry:
+    stream: str
+    entry_id: str
+    payload: bytes | None
+    event: Event | None = None
+    error: str | None = None
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class StreamConsumer:
+    def __init__(
+        self,
+        name: str | None = None,
+        client: redis.Redis | None = None,
+        handlers: HandlerRegistry = registry,
+        streams: Sequence[str] | None = None,
+    ) -> None:
+        self.name = name or consumer_name()
+        self.client = client or stream_client()
+        self.handlers = handlers
+        self.streams = list(streams or all_streams())
+        self.group = settings.EVENTS_CONSUMER_GROUP
+        self.batch_size = settings.EVENTS_BATCH_SIZE
+        self.max_deliveries = settings.EVENTS_MAX_DELIVERIES
+        self._attempts: dict[str, int] = {}
+        self._stopping = threading.Event()
+        self._last_reclaim = 0.0
+        self.processed = 0
+        self.dead_lettered = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to exit after the batch in hand (it wakes within EVENTS_BLOCK_MS)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def ensure_groups(self) -> None:
+        for stream in self.streams:
+            try:
+                self.client.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def run(self) -> None:
+        """Consume until stop(). Survives Redis outages (backoff) and handler errors (dead letters)."""
+        logger.info("stream consumer %s starting on %s", self.name, ", ".join(self.streams))
+        backoff = 0.1
+        own_backlog = True  # first, whatever this name left pending (a restart with the same name)
+        while not self.stopping:
+            try:
+                self.ensure_groups()
+                while not self.stopping:
+                    if own_backlog:
+                        entries = self.read(pending=True)
+                        own_backlog = bool(entries)
+                    else:
+                        entries = self.read(pending=False)
+                    if entries and self.process(entries):
+                        own_backlog = True  # failed entries stay pending: retry them
+                        time.sleep(min(backoff, 1.0))
+                    self.maybe_reclaim()
+                    backoff = 0.1
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                logger.warning("stream consumer %s lost redis (%s); retry in %.1fs", self.name, exc, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                own_backlog = True
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):  # stream flushed away: recreate the groups
+                    logger.exception("stream consumer %s: redis refused a command", self.name)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        logger.info("stream consumer %s stopped after %d events", self.name, self.processed)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def read(self, pending: bool) -> list[Entry]:
+        """Own pending entries (id 0), or new ones (id >, blocking up to EVENTS_BLOCK_MS)."""
+        start = "0" if pending else ">"
+        response = self.client.xreadgroup(
+            self.group,
+            self.name,
+            {stream: start for stream in self.streams},
+            count=self.batch_size,
+            block=None if pending else settings.EVENTS_BLOCK_MS,
+        )
+        entries = []
+        for stream, items in response or []:
+            stream_name = stream.decode() if isinstance(stream, bytes) else stream
+            for entry_id, fields in items:
+                payload = (fields or {}).get(EVENT_FIELD)
+                entries.append(Entry(stream_name, _text(entry_id), payload))
+        return entries
+
+    def maybe_reclaim(self, force: bool = False) -> int:
+        interval = settings.EVENTS_CLAIM_IDLE_MS / 1000 / 2
+        now = time.monotonic()
+        if not force and now - self._last_reclaim < interval:
+            return 0
+        self._last_reclaim = now
+        return self.reclaim()
+
+    def reclaim(self) -> int:
+        """Take over entries idle past EVENTS_CLAIM_IDLE_MS (their consumer is presumed dead) and
+        apply them. Entries delivered too often already are dead-lettered instead. Returns count."""
+        total = 0
+        for stream in self.streams:
+            start = "0-0"
+            while True:
+                next_start, claimed, _deleted = self.client.xautoclaim(
+                    stream,
+                    self.group,
+                    self.name,
+                    min_idle_time=settings.EVENTS_CLAIM_IDLE_MS,
+                    start_id=start,
+                    count=self.batch_size,
+                )
+                entries = [
+                    Entry(stream, _text(entry_id), (fields or {}).get(EVENT_FIELD))
+                    for entry_id, fields in claimed
+                ]
+                if entries:
+                    logger.info("consumer %s reclaimed %d entries from %s", self.name, len(entries), stream)
+                    self._dead_letter_overdelivered(stream, entries)
+                    self.process(entries)
+                    total += len(entries)
+                start = _text(next_start)
+                if start == "0-0" or not claimed:
+                    break
+        return total
+
+    def _dead_letter_overdelivered(self, stream: str, entries: list[Entry]) -> None:
+        """A crash-inducing event is redelivered forever; past the limit, count it as failed."""
+        ids = [entry.entry_id for entry in entries]
+        details = self.client.xpending_range(stream, self.group, min=ids[0], max=ids[-1], count=len(ids) * 2)
+        delivered = {_text(d["message_id"]): d["times_delivered"] for d in details}
+        for entry in entries:
+            self._attempts[entry.entry_id] = max(
+                self._attempts.get(entry.entry_id, 0), delivered.get(entry.entry_id, 1) - 1
+            )
+
+    # --- processing --------------------------------------------------------------------------
+
+    def process(self, entries: list[Entry]) -> int:
+        """Apply a batch; acknowledge what succeeded and what was dead-lettered. Returns the number
+        of entries that failed and stay pending for a retry."""
+        close_old_connections()
+        for entry in entries:
+            self._decode(entry)
+        self._apply([entry for entry in entries if entry.event is not None])
+        ok: list[Entry] = []
+        dead: list[Entry] = []
+        retry: list[Entry] = []
+        for entry in entries:
+            if entry.error is None:
+                ok.append(entry)
+            elif entry.event is None:  # undecodable or unhandled: retrying cannot help
+                dead.append(entry)
+            else:
+                attempts = self._attempts.get(entry.entry_id, 0) + 1
+                self._attempts[entry.entry_id] = attempts
+                (dead if attempts >= self.max_deliveries else retry).append(entry)
+        self._acknowledge(ok, dead)
+        for entry in ok + dead:
+            self._attempts.pop(entry.entry_id, None)
+        self.processed += len(ok)
+        for entry in retry:
+            logger.warning(
+                "event failed, will retry: event_id=%s type=%s entry=%s error=%s",
+                entry.event.id,
+                entry.event.type,
+                entry.entry_id,
+                entry.error,
+            )
+        return len(retry)
+
+    def _decode(self, entry: Entry) -> None:
+        if entry.payload is None:  # trimmed or deleted while pending: nothing left to apply
+            return
+        try:
+            event = Event.decode(entry.payload)
+            self.handlers.handler_for(event.type)
+        except (InvalidEvent, UnknownEventType) as exc:
+            entry.error = f"{type(exc).__name__}: {exc}"
+            return
+        entry.event = event
+
+    def _apply(self, entries: list[Entry]) -> None:
+        """Queue every event's effects in one pipeline, run it, then each handler's after_batch.
+        A failure marks only the events it belongs to (entry.error)."""
+        pipe = self.client.pipeline(transaction=False)
+        spans: list[tuple[Entry, int, int]] = []
+        for entry in entries:
+            start = len(pipe.command_stack)
+            try:
+                self.handlers.handler_for(entry.event.type).apply(pipe, entry.event)
+            except Exception as exc:
+                del pipe.command_stack[start:]
+                entry.error = f"{type(exc).__name__}: {exc}"
+                continue
+            spans.append((entry, start, len(pipe.command_stack)))
+        results = pipe.execute(raise_on_error=False) if pipe.command_stack else []
+        for entry, start, end in spans:
+            errors = [r for r in results[start:end] if isinstance(r, Exception)]
+            if errors:
+                entry.error = f"{type(errors[0]).__name__}: {errors[0]}"
+
+        groups: dict[int, list[Entry]] = {}
+        for entry in entries:
+            if entry.error is None:
+                groups.setdefault(id(self.handlers.handler_for(entry.event.type)), []).append(entry)
+        for group in groups.values():
+            handler = self.handlers.handler_for(group[0].event.type)
+            try:
+                handler.after_batch([entry.event for entry in group])
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception as exc:
+                logger.exception("after_batch of %s failed", type(handler).__name__)
+                for entry in group:
+                    entry.error = f"{type(exc).__name__}: {exc}"
+
+    def _acknowledge(self, ok: list[Entry], dead: list[Entry]) -> None:
+        if not ok and not dead:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for entry in dead:
+            event = entry.event
+            pipe.xadd(
+                dead_letter_stream(),
+                {
+                    "stream": entry.stream,
+                    "entry_id": entry.entry_id,
+                    "event": entry.payload or b"",
+                    "event_id": event.id if event else "",
+                    "type": event.type if event else "",
+                    "error": (entry.error or "unknown")[:2000],
+                    "consumer": self.name,
+                },
+                maxlen=settings.EVENTS_DEAD_LETTER_MAXLEN,
+                approximate=True,
+            )
+            logger.error(
+                "event dead-lettered: event_id=%s type=%s entry=%s error=%s",
+                event.id if event else "?",
+                event.type if event else "?",
+                entry.entry_id,
+                entry.error,
+            )
+        by_stream: dict[str, list[str]] = {}
+        for entry in ok + dead:
+            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
+        for stream, ids in by_stream.items():
+            pipe.xack(stream, self.group, *ids)
+        pipe.execute()
+        self.dead_lettered += len(dead)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
