@@ -102,3 +102,14 @@ class Comment(PublishingModel):
 
     def __str__(self) -> str:
         return f"comment {self.pk} on {self.post_id}"
+
+
+class AuthToken(models.Model):
+    """A bearer token for non-browser clients (API and WebSocket). Only its SHA-256 is stored."""
+
+    user = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="auth_tokens")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"token of {self.user_id}"
