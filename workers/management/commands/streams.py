@@ -1,0 +1,52 @@
+"""`python manage.py streams [--replay-dead] [--json]`: the event streams at a glance."""
+
+import json
+
+from django.core.management.base import BaseCommand
+
+from core.connections import stream_client
+from core.events import outbox_size
+from workers.streams_admin import dead_letter_count, replay_dead_letters, stream_report
+
+
+class Command(BaseCommand):
+    help = (
+        "Print, per event stream: length, consumer groups, consumers, pending entries, lag; "
+        "then the dead-letter count and the outbox backlog. --replay-dead requeues dead letters."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--replay-dead", action="store_true", help="requeue dead-lettered events")
+        parser.add_argument("--json", action="store_true", dest="as_json", help="print as JSON")
+
+    def handle(self, *args, replay_dead: bool, as_json: bool, **options) -> None:
+        client = stream_client()
+        if replay_dead:
+            count = replay_dead_letters(client)
+            self.stdout.write(self.style.SUCCESS(f"requeued {count} dead-lettered events"))
+            return
+        report = {
+            "streams": stream_report(client),
+            "dead_letters": dead_letter_count(client),
+            "outbox": outbox_size(),
+        }
+        if as_json:
+            self.stdout.write(json.dumps(report, indent=2, default=str))
+            return
+        for stream in report["streams"]:
+            self.stdout.write(f"{stream['stream']}: length {stream['length']}")
+            if not stream["groups"]:
+                self.stdout.write("  no consumer group yet (no worker has started)")
+            for group in stream["groups"]:
+                self.stdout.write(
+                    f"  group {group['name']}: pending {group['pending']}, lag {group['lag']}, "
+                    f"last delivered {group['last_delivered_id']}, "
+                    f"{len(group['consumers'])} consumers"
+                )
+                for consumer in group["consumers"]:
+                    self.stdout.write(
+                        f"    {consumer['name']}: pending {consumer['pending']}, "
+                        f"idle {consumer['idle_ms'] / 1000:.1f}s"
+                    )
+        self.stdout.write(f"dead letters: {report['dead_letters']}")
+        self.stdout.write(f"outbox backlog: {report['outbox']}")

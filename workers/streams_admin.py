@@ -1,0 +1,64 @@
+"""What operators ask of the streams: their state, and replaying dead letters."""
+
+from typing import Any
+
+import redis
+from django.conf import settings
+
+from core.events import all_streams, dead_letter_stream
+from core.events.streams import EVENT_FIELD
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def stream_report(client: redis.Redis) -> list[dict[str, Any]]:
+    """Per stream: length, and per group: consumers, pending, lag, last delivered id."""
+    report = []
+    for stream in all_streams():
+        entry: dict[str, Any] = {"stream": stream, "length": client.xlen(stream), "groups": []}
+        try:
+            groups = client.xinfo_groups(stream)
+        except redis.ResponseError:
+            groups = []
+        for group in groups:
+            name = _text(group["name"])
+            consumers = client.xinfo_consumers(stream, name)
+            entry["groups"].append(
+                {
+                    "name": name,
+                    "consumers": [
+                        {"name": _text(c["name"]), "pending": c["pending"], "idle_ms": c["idle"]}
+                        for c in consumers
+                    ],
+                    "pending": group["pending"],
+                    "lag": group.get("lag"),
+                    "last_delivered_id": _text(group["last-delivered-id"]),
+                }
+            )
+        report.append(entry)
+    return report
+
+
+def dead_letter_count(client: redis.Redis) -> int:
+    return client.xlen(dead_letter_stream())
+
+
+def replay_dead_letters(client: redis.Redis, limit: int = 10_000) -> int:
+    """Put dead-lettered events back on their streams (after the handler bug is fixed). Each is
+    removed from the dead-letter stream once requeued. Returns how many were requeued."""
+    replayed = 0
+    dead = dead_letter_stream()
+    known = set(all_streams())
+    for entry_id, fields in client.xrange(dead, count=limit):
+        stream = _text(fields.get(b"stream", b""))
+        payload = fields.get(EVENT_FIELD) or fields.get(b"event")
+        if stream not in known or not payload:
+            continue
+        pipe = client.pipeline(transaction=False)
+        pipe.xadd(stream, {EVENT_FIELD: payload}, maxlen=settings.EVENTS_STREAM_MAXLEN, approximate=True)
+        pipe.xdel(dead, entry_id)
+        pipe.execute()
+        replayed += 1
+    return replayed
