@@ -39,7 +39,14 @@ def celery_app():
 
 
 @pytest.fixture
-def pipeline_worker(transactional_db, celery_app):
+def pipeline_settings(settings):
+    """Settings the pipeline worker starts with; a test module may override this fixture."""
+    settings.EVENTS_BLOCK_MS = 200
+    return settings
+
+
+@pytest.fixture
+def pipeline_worker(transactional_db, celery_app, pipeline_settings):
     """A real Celery worker (in-process, threads pool) with its stream-consumer bootstep running."""
     from celery.contrib.testing.worker import start_worker
 
@@ -48,3 +55,13 @@ def pipeline_worker(transactional_db, celery_app):
         celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30
     ) as worker:
         yield worker
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nobody listens on (a Redis that is down)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

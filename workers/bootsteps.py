@@ -41,4 +41,6 @@ class StreamConsumerStep(bootsteps.StartStopStep):
             self.thread.join(timeout=30)
         self.consumer = None
 
+    # Warm shutdown, cold shutdown and termination all end the consumer the same way.
     shutdown = stop
+    terminate = stop

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from core.connections import stream_client
 from core.events import Event, InvalidEvent, all_streams, dead_letter_stream
@@ -108,10 +108,11 @@ class StreamConsumer:
                 backoff = min(backoff * 2, 5.0)
                 own_backlog = True
             except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):  # stream flushed away: recreate the groups
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):  # stream gone: recreate groups
                     logger.exception("stream consumer %s: redis refused a command", self.name)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+        connections.close_all()  # this thread's DB connection (after_batch reads) goes with it
         logger.info("stream consumer %s stopped after %d events", self.name, self.processed)
 
     # --- reading -----------------------------------------------------------------------------
