@@ -1,0 +1,22 @@
+# One image for web, worker, beat and migrate (docker-compose.yml picks the command).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, so a code change does not reinstall them.
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+RUN useradd --create-home --uid 1000 app
+COPY --chown=app:app . .
+# Celery beat writes its schedule file under .run/.
+RUN mkdir -p .run && chown app:app .run
+
+USER app
+EXPOSE 8000
+CMD ["uvicorn", "themoon.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off"]

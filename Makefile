@@ -1,0 +1,75 @@
+# themoon: `make run` is the one-command quickstart (venv, Redis, migrate, demo data, all processes).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := run
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Only read here (not exported): the test settings pick their own Redis databases when it is unset.
+REDIS_URL ?= redis://127.0.0.1:6379/0
+RUN_DIR := $(CURDIR)/.run
+PYTEST_ARGS ?=
+# Exit 0 when the database already has users, 3 when it has none (anything else is an error).
+HAS_USERS := import sys; from django.contrib.auth import get_user_model; sys.exit(0 if get_user_model().objects.exists() else 3)
+
+.PHONY: venv redis run test lint bench
+
+venv: $(VENV)/.installed
+
+# Reinstall only when requirements.txt is newer than the stamp.
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# Use the Redis at REDIS_URL if it answers; otherwise start a throwaway local one (no persistence).
+redis:
+	@url='$(REDIS_URL)'
+	to=; if command -v timeout >/dev/null; then to='timeout 2'; fi  # a port that never answers
+	ping() { [ "$$($$to redis-cli -u "$$url" ping 2>/dev/null)" = PONG ]; }
+	if ping; then echo "redis: up at $$url"; exit 0; fi
+	hostport=$${url#*://}; hostport=$${hostport##*@}; hostport=$${hostport%%/*}
+	host=$${hostport%:*}; port=$${hostport##*:}; [ "$$port" != "$$hostport" ] || port=6379
+	case "$$host" in 127.0.0.1|localhost|'') ;; *) echo "redis: nothing answers at $$url, and $$host is not this machine" >&2; exit 1;; esac
+	if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+	  echo "redis: nothing answers at $$url and redis-server/redis-cli are not on PATH." >&2
+	  echo "       Install them (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)," >&2
+	  echo "       or point REDIS_URL at a running Redis." >&2
+	  exit 1
+	fi
+	mkdir -p "$(RUN_DIR)"
+	echo "redis: starting redis-server on 127.0.0.1:$$port (log: .run/redis-$$port.log)"
+	redis-server --daemonize yes --bind 127.0.0.1 --port "$$port" --save "" --appendonly no \
+	  --dir "$(RUN_DIR)" --logfile "$(RUN_DIR)/redis-$$port.log" --pidfile "$(RUN_DIR)/redis-$$port.pid"
+	SECONDS=0
+	while (( SECONDS < 10 )); do
+	  if ping; then echo "redis: up (stop it with: redis-cli -p $$port shutdown nosave)"; exit 0; fi
+	  sleep 0.2
+	done
+	echo "redis: redis-server did not answer on port $$port within 10 s. Its log:" >&2
+	tail -n 20 "$(RUN_DIR)/redis-$$port.log" >&2 || true
+	exit 1
+
+run: venv redis
+	mkdir -p .run
+	export PYTHONUNBUFFERED=1
+	$(PY) manage.py migrate --noinput
+	rc=0; $(PY) manage.py shell --verbosity 0 -c "$(HAS_USERS)" || rc=$$?
+	case $$rc in
+	  0) echo "seed: the database has users already, skipping seed_demo" ;;
+	  3) $(PY) manage.py seed_demo --users 200 --posts 2000 ;;
+	  *) echo "seed: could not count users (exit $$rc)" >&2; exit $$rc ;;
+	esac
+	exec $(VENV)/bin/honcho start -f Procfile.dev
+
+test: venv redis
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: venv redis
+	$(PY) -m bench
