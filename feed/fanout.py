@@ -11,23 +11,24 @@ feeds = UserFeedCache()
 
 
 def invalidate_followers(author_ids: Iterable[int], chunk: int) -> int:
-    """Invalidate the feeds of everyone following any of `author_ids`. Returns followers reached."""
+    """Invalidate the feeds of everyone following any of `author_ids` (one query for all of them).
+    Returns the number of followers reached."""
     from feed.tasks import invalidate_feeds
 
-    total = 0
-    for author_id in author_ids:
-        follower_ids = list(
-            Follow.objects.filter(followee_id=author_id)
-            .order_by("follower_id")
-            .values_list("follower_id", flat=True)
-        )
-        total += len(follower_ids)
+    followers: dict[int, list[int]] = {}
+    rows = Follow.objects.filter(followee_id__in=set(author_ids)).order_by("followee_id", "follower_id")
+    for author_id, follower_id in rows.values_list("followee_id", "follower_id").iterator(chunk_size=5000):
+        followers.setdefault(author_id, []).append(follower_id)
+    inline: list[int] = []
+    for follower_ids in followers.values():
         if len(follower_ids) <= chunk:
-            invalidate_feeds_now(follower_ids)
+            inline.extend(follower_ids)
             continue
         for start in range(0, len(follower_ids), chunk):
             invalidate_feeds.delay(follower_ids[start : start + chunk])
-    return total
+    for start in range(0, len(inline), chunk):
+        invalidate_feeds_now(inline[start : start + chunk])
+    return sum(len(ids) for ids in followers.values())
 
 
 def invalidate_feeds_now(user_ids: list[int]) -> None:
