@@ -1,0 +1,124 @@
+"""The database reads that fill the feed caches (and answer when Redis is down).
+
+Each returns plain JSON-able dicts in the shapes of feed/payloads.py, so a value from the cache and
+one from the database are interchangeable.
+"""
+
+from typing import Any
+
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from feed.models import AppUser, Comment, Follow, Post, Reaction
+from feed.payloads import post_detail, post_stats
+
+
+def feed_page(user_id: int, page: int, size: int) -> list[dict[str, Any]]:
+    """Page `page` (1-based) of `size` posts by the people `user_id` follows and by themself, newest
+    (highest id) first. One query: author IN (followees) OR author = self, on the (author, -id)
+    index, the author joined in."""
+    followees = Follow.objects.filter(follower_id=user_id).values("followee_id")
+    offset = (page - 1) * size
+    posts = (
+        Post.objects.filter(Q(author_id__in=followees) | Q(author_id=user_id))
+        .select_related("author")
+        .order_by("-id")[offset : offset + size]
+    )
+    return [post_detail(post) for post in posts]
+
+
+def post_detail_or_none(post_id: int) -> dict[str, Any] | None:
+    post = Post.objects.select_related("author").filter(pk=post_id).first()
+    return None if post is None else post_detail(post)
+
+
+def post_stats_or_none(post_id: int) -> dict[str, Any] | None:
+    """The post's counters with its current stats_version, or None if the post does not exist.
+
+    The version is read before the counts: counts newer than their version are harmless (the
+    event carrying the newer version replaces them), older counts under a newer version would not be.
+    """
+    version = Post.objects.filter(pk=post_id).values_list("stats_version", flat=True).first()
+    return None if version is None else post_stats(post_id, version)
+
+
+def post_stats_many(post_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """post_stats_or_none for many posts in three queries; missing posts are left out."""
+    versions = dict(Post.objects.filter(pk__in=post_ids).values_list("id", "stats_version"))
+    if not versions:
+        return {}
+    stats = {
+        post_id: {
+            "post_id": post_id,
+            "reactions": {kind: 0 for kind in Reaction.Kind.values},
+            "comments": 0,
+            "version": version,
+        }
+        for post_id, version in versions.items()
+    }
+    reactions = (
+        Reaction.objects.filter(post_id__in=versions)
+        .values_list("post_id", "kind")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for post_id, kind, n in reactions:
+        stats[post_id]["reactions"][kind] = n
+    comments = (
+        Comment.objects.filter(post_id__in=versions).values_list("post_id").annotate(n=Count("id")).order_by()
+    )
+    for post_id, n in comments:
+        stats[post_id]["comments"] = n
+    return stats
+
+
+def _follow_count(field: str) -> Coalesce:
+    counted = (
+        Follow.objects.filter(**{field: OuterRef("pk")})
+        .order_by()
+        .values(field)
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def profile(user_id: int) -> dict[str, Any] | None:
+    """A user's public profile with follower and following counts, or None (missing or inactive)."""
+    row = (
+        AppUser.objects.filter(pk=user_id, is_active=True)
+        .annotate(n_followers=_follow_count("followee"), n_following=_follow_count("follower"))
+        .values("id", "username", "bio", "date_joined", "n_followers", "n_following")
+        .first()
+    )
+    if row is None:
+        return None
+    row["followers"], row["following"] = row.pop("n_followers"), row.pop("n_following")
+    return row
+
+
+def is_following(follower_id: int, followee_id: int) -> bool:
+    return Follow.objects.filter(follower_id=follower_id, followee_id=followee_id).exists()
+
+
+def comments_page(post_id: int, after_id: int, size: int) -> tuple[list[dict[str, Any]], int | None]:
+    """Comments of a post in id order after the cursor `after_id`, and the next cursor (or None)."""
+    rows = list(
+        Comment.objects.filter(post_id=post_id, id__gt=after_id)
+        .select_related("author")
+        .order_by("id")[: size + 1]
+    )
+    items = [comment_payload(comment) for comment in rows[:size]]
+    next_cursor = items[-1]["id"] if len(rows) > size else None
+    return items, next_cursor
+
+
+def comment_payload(comment: Comment) -> dict[str, Any]:
+    return {
+        "id": comment.pk,
+        "post_id": comment.post_id,
+        "author_id": comment.author_id,
+        "author": comment.author.username,
+        "body": comment.body,
+        "created_at": comment.created_at,
+    }

@@ -1,0 +1,135 @@
+"""Request and response shapes of the feed API (validated by pydantic, documented in OpenAPI)."""
+
+from datetime import datetime
+from typing import Annotated
+
+from django.conf import settings
+from ninja import Schema
+from pydantic import AfterValidator, Field, StringConstraints
+
+from feed.models import Reaction
+
+# Database ids are signed 64-bit: a larger number in a path is a 422, not a database error.
+MAX_ID = 2**63 - 1
+MAX_FEED_PAGE = 1000
+
+
+def _storable(text: str) -> str:
+    """Refuse what PostgreSQL text can't hold (NUL) and what UTF-8 can't encode (lone surrogates)."""
+    if "\x00" in text:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text must be valid Unicode") from exc
+    return text
+
+
+Body = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.POST_BODY_MAX_LENGTH),
+    AfterValidator(_storable),
+]
+Username = Annotated[str, StringConstraints(min_length=1, max_length=150), AfterValidator(_storable)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_storable)]
+
+
+class Message(Schema):
+    detail: str
+
+
+# --- auth -------------------------------------------------------------------------------------
+
+
+class Credentials(Schema):
+    username: Username
+    password: Password
+
+
+class UserOut(Schema):
+    id: int
+    username: str
+
+
+class TokenOut(Schema):
+    token: str
+    token_type: str = "bearer"
+    user: UserOut
+
+
+# --- posts ------------------------------------------------------------------------------------
+
+
+class PostIn(Schema):
+    body: Body
+
+
+class Counts(Schema):
+    reactions: dict[str, int]
+    comments: int
+
+
+class PostOut(Schema):
+    id: int
+    author_id: int
+    author: str
+    body: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    counts: Counts
+
+
+class FeedOut(Schema):
+    page: int
+    size: int
+    next_page: int | None
+    items: list[PostOut]
+
+
+class ReactionIn(Schema):
+    kind: Reaction.Kind = Field(description="one of " + ", ".join(Reaction.Kind.values))
+
+
+class ReactionOut(Schema):
+    post_id: int
+    kind: str
+    created: bool
+    counts: Counts | None
+
+
+class CommentIn(Schema):
+    body: Body
+
+
+class CommentOut(Schema):
+    id: int
+    post_id: int
+    author_id: int
+    author: str
+    body: str
+    created_at: datetime
+
+
+class CommentPage(Schema):
+    items: list[CommentOut]
+    next_cursor: int | None
+
+
+# --- users ------------------------------------------------------------------------------------
+
+
+class ProfileOut(Schema):
+    id: int
+    username: str
+    bio: str
+    date_joined: datetime
+    followers: int
+    following: int
+    followed_by_me: bool
+
+
+class FollowOut(Schema):
+    user_id: int
+    following: bool
+    changed: bool

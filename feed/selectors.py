@@ -1,0 +1,98 @@
+"""Reads for the API: through the feed caches, with the database behind every miss.
+
+Every function here works with Redis down (the strategies degrade to their loaders) and never
+serves a post whose delete has been applied to the cache: detail and counts read a tombstone as
+gone, and a feed page drops any item whose counts are a tombstone (so a follower stops seeing a
+deleted post as soon as the delete is applied, before the fan-out renews their feed).
+"""
+
+import logging
+from typing import Any
+
+import redis
+
+from core.caching import is_tombstone
+from feed import queries
+from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
+
+logger = logging.getLogger("feed")
+
+details = PostDetailCache()
+counts = ReactionCountsCache()
+feeds = UserFeedCache()
+
+
+def feed(user_id: int, page: int, size: int) -> list[dict[str, Any]]:
+    """Page `page` of the user's feed (cached per generation), each post with its counts."""
+    items = feeds.get_feed(user_id, page, size, lambda: queries.feed_page(user_id, page, size))
+    return with_counts(items)
+
+
+def post(post_id: int) -> dict[str, Any] | None:
+    """A post's detail with its counts, or None if it does not exist or was deleted."""
+    detail = details.get_post(post_id, lambda: queries.post_detail_or_none(post_id))
+    if detail is None:
+        return None
+    stats = counts.get_counts(post_id, lambda: queries.post_stats_or_none(post_id))
+    if stats is None:  # deleted between the two reads
+        return None
+    return {**detail, "counts": stats}
+
+
+def post_exists(post_id: int) -> bool:
+    return details.get_post(post_id, lambda: queries.post_detail_or_none(post_id)) is not None
+
+
+def with_counts(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`items` (post details) with their counts: one pipelined read for all of them, one set of
+    queries for the misses, one pipelined version-aware fill. Deleted posts are dropped."""
+    if not items:
+        return []
+    keys = {item["id"]: counts.counts_key(item["id"]) for item in items}
+    cached = counts.get_many(keys.values())
+    # A cached null (counts asked for before the post existed) is a miss too.
+    missing = [post_id for post_id, key in keys.items() if cached.get(key) is None]
+    loaded = queries.post_stats_many(missing) if missing else {}
+    if loaded:
+        _fill_counts(keys, loaded)
+    result = []
+    for item in items:
+        stats = cached.get(keys[item["id"]]) or loaded.get(item["id"])
+        if stats is None or is_tombstone(stats):
+            continue
+        result.append({**item, "counts": stats})
+    return result
+
+
+def _fill_counts(keys: dict[int, str], loaded: dict[int, dict[str, Any]]) -> None:
+    """Cache counts read from the database, compare-and-set on stats_version: a snapshot older than
+    what an event wrote meanwhile, or a tombstone, is kept. Best effort: a failure is a later miss."""
+    if not counts.breaker.available():
+        return
+    try:
+        pipe = counts.client.pipeline(transaction=False)
+        for post_id, stats in loaded.items():
+            counts.queue_set_if_newer(pipe, keys[post_id], stats)
+        pipe.execute()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        counts.breaker.failure(exc, "fill_counts", next(iter(keys.values())))
+    except redis.RedisError as exc:
+        logger.error("counts fill failed: posts=%s error=%s", list(loaded)[:5], exc)
+
+
+def comments(post_id: int, after_id: int, size: int) -> tuple[list[dict[str, Any]], int | None] | None:
+    """A page of the post's comments from the database, or None if the post is gone."""
+    if not post_exists(post_id):
+        return None
+    return queries.comments_page(post_id, after_id, size)
+
+
+def profile(user_id: int, viewer_id: int | None = None) -> dict[str, Any] | None:
+    found = queries.profile(user_id)
+    if found is None:
+        return None
+    if viewer_id is not None and viewer_id != user_id:
+        found["followed_by_me"] = queries.is_following(viewer_id, user_id)
+    else:
+        found["followed_by_me"] = False
+    return found

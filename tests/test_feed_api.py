@@ -1,0 +1,379 @@
+"""The feed HTTP API through Django's test client: each endpoint's happy path and its refusals.
+
+Every test commits (transactional_db), so events are published and their direct cache effects
+applied after commit exactly as in production; no worker runs here.
+"""
+
+import json
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from feed.auth import issue_token
+from feed.models import Comment, Follow, Post, Reaction
+from tests.factories import make_post, make_user
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+
+def client_for(user) -> Client:
+    return Client(headers={"Authorization": f"Bearer {issue_token(user)}"})
+
+
+def post_json(client: Client, url: str, data=None, method: str = "post"):
+    if method == "get":
+        return client.get(url)
+    return getattr(client, method)(url, data=json.dumps(data or {}), content_type="application/json")
+
+
+@pytest.fixture
+def alice():
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob():
+    return make_user("bob")
+
+
+@pytest.fixture
+def as_alice(alice):
+    return client_for(alice)
+
+
+@pytest.fixture
+def as_bob(bob):
+    return client_for(bob)
+
+
+# --- authentication required ----------------------------------------------------------------
+
+PROTECTED = [
+    ("get", "/api/feed"),
+    ("post", "/api/posts"),
+    ("get", "/api/posts/1"),
+    ("patch", "/api/posts/1"),
+    ("delete", "/api/posts/1"),
+    ("post", "/api/posts/1/reactions"),
+    ("delete", "/api/posts/1/reactions"),
+    ("get", "/api/posts/1/comments"),
+    ("post", "/api/posts/1/comments"),
+    ("get", "/api/users/1"),
+    ("post", "/api/users/1/follow"),
+    ("delete", "/api/users/1/follow"),
+    ("post", "/api/auth/logout"),
+    ("delete", "/api/auth/token"),
+]
+
+
+@pytest.mark.parametrize(("method", "url"), PROTECTED)
+def test_protected_endpoints_answer_401_without_credentials(method, url):
+    response = getattr(Client(enforce_csrf_checks=True), method)(url, content_type="application/json")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Unauthorized"}
+
+
+def test_a_bad_bearer_token_is_401():
+    response = Client(headers={"Authorization": "Bearer nope"}).get("/api/feed")
+    assert response.status_code == 401
+
+
+def test_bearer_client_writes_without_csrf_token(alice):
+    client = Client(enforce_csrf_checks=True, headers={"Authorization": f"Bearer {issue_token(alice)}"})
+    response = post_json(client, "/api/posts", {"body": "from a script"})
+    assert response.status_code == 201, response.content
+
+
+# --- posts -------------------------------------------------------------------------------------
+
+
+def test_create_get_update_delete_post(as_alice, alice):
+    created = post_json(as_alice, "/api/posts", {"body": "  hello moon  "})
+    assert created.status_code == 201
+    post = created.json()
+    assert post["body"] == "hello moon"
+    assert post["author"] == "alice"
+    assert post["author_id"] == alice.pk
+    assert post["version"] == 1
+    assert post["counts"] == {"reactions": dict.fromkeys(Reaction.Kind.values, 0), "comments": 0}
+
+    url = f"/api/posts/{post['id']}"
+    assert as_alice.get(url).json()["body"] == "hello moon"
+
+    edited = post_json(as_alice, url, {"body": "edited"}, method="patch")
+    assert edited.status_code == 200
+    assert edited.json()["body"] == "edited"
+    assert edited.json()["version"] == 2
+    assert as_alice.get(url).json()["body"] == "edited"
+
+    assert as_alice.delete(url).status_code == 204
+    assert as_alice.get(url).status_code == 404
+    assert not Post.objects.filter(pk=post["id"]).exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"body": ""}, {"body": "   "}, {"body": None}, {"body": 12}, {"body": "a\x00b"}, {"text": "x"}],
+)
+def test_create_post_rejects_bad_bodies(as_alice, payload):
+    response = post_json(as_alice, "/api/posts", payload)
+    assert response.status_code == 422
+    assert "detail" in response.json()
+    assert not Post.objects.exists()
+
+
+def test_create_post_rejects_a_too_long_body(as_alice):
+    response = post_json(as_alice, "/api/posts", {"body": "x" * (settings.POST_BODY_MAX_LENGTH + 1)})
+    assert response.status_code == 422
+
+
+def test_create_post_rejects_malformed_json(as_alice):
+    response = as_alice.post("/api/posts", data="{not json", content_type="application/json")
+    assert response.status_code in (400, 422)
+
+
+def test_only_the_author_edits_or_deletes(as_bob, alice):
+    post = make_post(alice, "mine")
+    url = f"/api/posts/{post.pk}"
+    edited = post_json(as_bob, url, {"body": "hijacked"}, method="patch")
+    assert edited.status_code == 403
+    assert edited.json() == {"detail": "only the author can change this post"}
+    assert as_bob.delete(url).status_code == 403
+    post.refresh_from_db()
+    assert post.body == "mine"
+    assert as_bob.get(url).json()["body"] == "mine"
+
+
+@pytest.mark.parametrize("post_id", ["999999", "0", "-1", "abc", str(2**63), "1.5"])
+def test_missing_or_invalid_post_ids(as_alice, post_id):
+    for method in ("get", "patch", "delete"):
+        response = post_json(as_alice, f"/api/posts/{post_id}", {"body": "x"}, method=method)
+        expected = 404 if post_id == "999999" else 422
+        assert response.status_code == expected, (method, post_id, response.content)
+
+
+# --- reactions ---------------------------------------------------------------------------------
+
+
+def test_reactions_one_per_user_and_kind_changes(as_bob, alice, bob):
+    post = make_post(alice)
+    url = f"/api/posts/{post.pk}/reactions"
+    first = post_json(as_bob, url, {"kind": "like"})
+    assert first.status_code == 201
+    assert first.json()["counts"]["reactions"]["like"] == 1
+
+    again = post_json(as_bob, url, {"kind": "love"})
+    assert again.status_code == 200
+    assert again.json()["created"] is False
+    assert again.json()["counts"]["reactions"]["like"] == 0
+    assert again.json()["counts"]["reactions"]["love"] == 1
+    assert Reaction.objects.get(post=post, user=bob).kind == "love"
+
+    assert as_bob.delete(url).status_code == 204
+    assert as_bob.get(f"/api/posts/{post.pk}").json()["counts"]["reactions"]["love"] == 0
+    assert as_bob.delete(url).status_code == 204  # idempotent
+
+
+def test_reactions_refuse_bad_kinds_and_missing_posts(as_bob, alice):
+    post = make_post(alice)
+    assert post_json(as_bob, f"/api/posts/{post.pk}/reactions", {"kind": "meh"}).status_code == 422
+    assert post_json(as_bob, f"/api/posts/{post.pk}/reactions", {}).status_code == 422
+    missing = post_json(as_bob, "/api/posts/424242/reactions", {"kind": "like"})
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "post not found"}
+    assert as_bob.delete("/api/posts/424242/reactions").status_code == 404
+
+
+# --- comments ----------------------------------------------------------------------------------
+
+
+def test_comments_are_paged_with_a_cursor(as_bob, alice):
+    post = make_post(alice)
+    url = f"/api/posts/{post.pk}/comments"
+    bodies = [f"comment {i}" for i in range(5)]
+    for body in bodies:
+        assert post_json(as_bob, url, {"body": body}).status_code == 201
+
+    first = as_bob.get(url, {"size": 2}).json()
+    assert [c["body"] for c in first["items"]] == bodies[:2]
+    second = as_bob.get(url, {"size": 2, "cursor": first["next_cursor"]}).json()
+    assert [c["body"] for c in second["items"]] == bodies[2:4]
+    last = as_bob.get(url, {"size": 2, "cursor": second["next_cursor"]}).json()
+    assert [c["body"] for c in last["items"]] == bodies[4:]
+    assert last["next_cursor"] is None
+    assert as_bob.get(f"/api/posts/{post.pk}").json()["counts"]["comments"] == 5
+
+
+def test_comments_refuse_bad_input_and_missing_posts(as_bob, alice):
+    post = make_post(alice)
+    url = f"/api/posts/{post.pk}/comments"
+    assert post_json(as_bob, url, {"body": ""}).status_code == 422
+    assert as_bob.get(url, {"cursor": -1}).status_code == 422
+    assert as_bob.get(url, {"size": 0}).status_code == 422
+    assert as_bob.get("/api/posts/424242/comments").status_code == 404
+    assert post_json(as_bob, "/api/posts/424242/comments", {"body": "x"}).status_code == 404
+    assert not Comment.objects.exists()
+
+
+# --- follows and profiles ----------------------------------------------------------------------
+
+
+def test_follow_unfollow_and_profile_counts(as_bob, alice, bob):
+    url = f"/api/users/{alice.pk}/follow"
+    first = as_bob.post(url)
+    assert first.status_code == 201
+    assert first.json() == {"user_id": alice.pk, "following": True, "changed": True}
+    again = as_bob.post(url)
+    assert again.status_code == 200
+    assert again.json()["changed"] is False
+    assert Follow.objects.filter(follower=bob, followee=alice).count() == 1
+
+    profile = as_bob.get(f"/api/users/{alice.pk}").json()
+    assert profile["username"] == "alice"
+    assert (profile["followers"], profile["following"], profile["followed_by_me"]) == (1, 0, True)
+    mine = as_bob.get(f"/api/users/{bob.pk}").json()
+    assert (mine["followers"], mine["following"]) == (0, 1)
+
+    gone = as_bob.delete(url)
+    assert gone.status_code == 200
+    assert gone.json()["changed"] is True
+    assert as_bob.delete(url).json()["changed"] is False
+    assert as_bob.get(f"/api/users/{alice.pk}").json()["followers"] == 0
+
+
+def test_follow_refuses_self_and_missing_users(as_bob, bob):
+    self_follow = as_bob.post(f"/api/users/{bob.pk}/follow")
+    assert self_follow.status_code == 400
+    assert self_follow.json() == {"detail": "you cannot follow yourself"}
+    assert as_bob.post("/api/users/424242/follow").status_code == 404
+    assert as_bob.delete("/api/users/424242/follow").status_code == 404
+    assert as_bob.get("/api/users/424242").status_code == 404
+    assert as_bob.get("/api/users/x").status_code == 422
+
+
+# --- the feed ----------------------------------------------------------------------------------
+
+
+def test_feed_holds_followed_and_own_posts_newest_first(as_bob, alice, bob):
+    carol = make_user("carol")
+    Follow.objects.create(follower=bob, followee=alice)
+    posts = [make_post(alice, "a1"), make_post(carol, "c1"), make_post(bob, "b1"), make_post(alice, "a2")]
+    response = as_bob.get("/api/feed")
+    assert response.status_code == 200
+    body = response.json()
+    assert [item["body"] for item in body["items"]] == ["a2", "b1", "a1"]
+    assert [item["id"] for item in body["items"]] == sorted(
+        (p.pk for p in posts if p.author_id != carol.pk), reverse=True
+    )
+    assert body["items"][0]["counts"]["comments"] == 0
+    assert (body["page"], body["size"], body["next_page"]) == (1, 20, None)
+
+
+def test_feed_pages_and_caps_size(as_alice, alice):
+    for i in range(7):
+        make_post(alice, f"p{i}")
+    first = as_alice.get("/api/feed", {"size": 3}).json()
+    assert [i["body"] for i in first["items"]] == ["p6", "p5", "p4"]
+    assert first["next_page"] == 2
+    third = as_alice.get("/api/feed", {"size": 3, "page": 3}).json()
+    assert [i["body"] for i in third["items"]] == ["p0"]
+    assert third["next_page"] is None
+    capped = as_alice.get("/api/feed", {"size": 10_000}).json()
+    assert capped["size"] == settings.API_PAGE_SIZE_MAX
+
+
+@pytest.mark.parametrize("query", [{"page": 0}, {"page": -3}, {"page": "x"}, {"size": 0}, {"page": 10**9}])
+def test_feed_refuses_bad_paging(as_alice, query):
+    response = as_alice.get("/api/feed", query)
+    assert response.status_code == 422
+    assert "detail" in response.json()
+
+
+def test_feed_items_carry_current_counts(as_bob, alice, bob):
+    Follow.objects.create(follower=bob, followee=alice)
+    post = make_post(alice)
+    assert as_bob.get("/api/feed").json()["items"][0]["counts"]["reactions"]["wow"] == 0
+    post_json(as_bob, f"/api/posts/{post.pk}/reactions", {"kind": "wow"})
+    post_json(as_bob, f"/api/posts/{post.pk}/comments", {"body": "!"})
+    counts = as_bob.get("/api/feed").json()["items"][0]["counts"]
+    assert counts["reactions"]["wow"] == 1
+    assert counts["comments"] == 1
+
+
+# --- degrade, don't fail -----------------------------------------------------------------------
+
+
+def test_every_endpoint_works_with_redis_down(monkeypatch, alice, bob):
+    import redis
+
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05, socket_timeout=0.05)
+    monkeypatch.setattr("core.caching.strategies.cache_client", lambda: dead)
+    monkeypatch.setattr("core.events.publisher.cache_client", lambda: dead)
+    as_bob = client_for(bob)
+
+    assert as_bob.post(f"/api/users/{alice.pk}/follow").status_code == 201
+    post = make_post(alice, "written while redis is down")
+    feed = as_bob.get("/api/feed")
+    assert feed.status_code == 200
+    assert [i["body"] for i in feed.json()["items"]] == ["written while redis is down"]
+    created = post_json(as_bob, "/api/posts", {"body": "mine"})
+    assert created.status_code == 201
+    mine = created.json()["id"]
+    assert (
+        post_json(as_bob, f"/api/posts/{mine}", {"body": "edited"}, method="patch").json()["body"] == "edited"
+    )
+    assert post_json(as_bob, f"/api/posts/{post.pk}/reactions", {"kind": "sad"}).status_code == 201
+    assert post_json(as_bob, f"/api/posts/{post.pk}/comments", {"body": "c"}).status_code == 201
+    detail = as_bob.get(f"/api/posts/{post.pk}").json()
+    assert detail["counts"]["reactions"]["sad"] == 1
+    assert detail["counts"]["comments"] == 1
+    assert as_bob.get(f"/api/posts/{post.pk}/comments").json()["items"][0]["body"] == "c"
+    assert as_bob.get(f"/api/users/{alice.pk}").json()["followers"] == 1
+    assert as_bob.delete(f"/api/posts/{mine}").status_code == 204
+    assert as_bob.get(f"/api/posts/{mine}").status_code == 404
+    assert as_bob.delete(f"/api/users/{alice.pk}/follow").status_code == 200
+    assert as_bob.get("/api/feed").json()["items"] == []
+
+
+# --- never a 500 -------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.one_of(
+        json_values,
+        st.fixed_dictionaries({"body": json_values}),
+        st.fixed_dictionaries({"kind": json_values}),
+    ),
+    post_id=st.one_of(st.integers(min_value=-(2**70), max_value=2**70).map(str), st.text(max_size=12)),
+)
+def test_fuzzed_writes_never_answer_500(as_alice, body, post_id):
+    from urllib.parse import quote
+
+    path_id = quote(post_id, safe="")
+    for method, url in [
+        ("post", "/api/posts"),
+        ("patch", f"/api/posts/{path_id}"),
+        ("post", f"/api/posts/{path_id}/reactions"),
+        ("post", f"/api/posts/{path_id}/comments"),
+        ("post", "/api/auth/token"),
+    ]:
+        response = post_json(as_alice, url, body, method=method)
+        assert response.status_code < 500, (method, url, body, response.content[:300])
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(page=st.text(max_size=12), size=st.text(max_size=12), cursor=st.text(max_size=12))
+def test_fuzzed_query_strings_never_answer_500(as_alice, page, size, cursor):
+    assert as_alice.get("/api/feed", {"page": page, "size": size}).status_code < 500
+    assert as_alice.get("/api/posts/1/comments", {"cursor": cursor, "size": size}).status_code < 500
