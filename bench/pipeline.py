@@ -1,0 +1,292 @@
+"""Pipeline benchmark: consumer throughput, commit -> cache lag, and the cost of publishing.
+
+    python -m bench.pipeline [--events 30000] [--rate 1000] [--seconds 10] [--creates 3000]
+
+(a) events/s through one StreamConsumer with the real handlers, vs a raw XREADGROUP + XACK loop
+    with no handler over the same number of entries (the baseline, same run);
+(b) commit -> cache-updated lag p50/p99 with writers paced at --rate saves/s and the consumer in
+    its own process (apply-on-commit off, so the worker is what updates the cache);
+(c) Post.objects.create per second with the pipeline on (atomic save, outbox row, XADD and
+    apply-on-commit after commit) vs off (a plain Django save with no receivers).
+"""
+
+import argparse
+import multiprocessing
+import os
+import random
+import threading
+import time
+from datetime import datetime
+
+from bench.harness import bench_database, environment, per_second, percentile, table
+
+ARGS = argparse.Namespace(events=30_000, rate=1000, seconds=10.0, creates=3000, writers=4)
+
+
+def _users(count: int):
+    from feed.models import AppUser
+
+    return AppUser.objects.bulk_create([AppUser(username=f"bench{i}", password="!") for i in range(count)])
+
+
+def _sample_events(count: int, authors, posts) -> list[bytes]:
+    """A realistic mix of feed events (and chat ones when chat handlers are registered)."""
+    from core.events import Event
+    from workers.registry import registry
+
+    kinds = ["like", "love", "laugh", "wow", "sad", "angry"]
+    has_chat = "message.created" in registry.event_types()
+    events = []
+    for i in range(count):
+        roll = i % 10
+        post = posts[i % len(posts)]
+        if roll < 4:
+            detail = {
+                "id": post.pk,
+                "author_id": post.author_id,
+                "author": "bench",
+                "body": f"body {i}",
+                "created_at": "2026-01-01T00:00:00Z",
+                "updated_at": "2026-01-01T00:00:00Z",
+                "version": i + 2,
+            }
+            events.append(Event("post.updated", i + 2, {"post": detail}))
+        elif roll < 7:
+            stats = {
+                "post_id": post.pk,
+                "reactions": {k: random.randint(0, 50) for k in kinds},
+                "comments": 3,
+                "version": i + 1,
+            }
+            events.append(
+                Event(
+                    "reaction.added",
+                    i + 1,
+                    {"post_id": post.pk, "user_id": 1, "kind": "like", "stats": stats},
+                )
+            )
+        elif roll < 9 or not has_chat:
+            follower, followee = random.sample(authors, 2)
+            events.append(
+                Event("follow.created", 1, {"follower_id": follower.pk, "followee_id": followee.pk})
+            )
+        else:
+            message = {
+                "id": i + 1,
+                "conversation_id": 1 + i % 50,
+                "sender_id": 1,
+                "sender": "bench",
+                "body": f"message {i}",
+                "created_at": "2026-01-01T00:00:00Z",
+                "edited_at": None,
+                "version": 1,
+            }
+            events.append(Event("message.created", 1, {"message": message}))
+    return [event.encode() for event in events]
+
+
+def _fill(client, stream: str, payloads: list[bytes]) -> None:
+    from core.events.streams import EVENT_FIELD
+
+    for start in range(0, len(payloads), 1000):
+        pipe = client.pipeline(transaction=False)
+        for payload in payloads[start : start + 1000]:
+            pipe.xadd(stream, {EVENT_FIELD: payload})
+        pipe.execute()
+
+
+def throughput(count: int) -> list[tuple]:
+    """(a): the real consumer vs a raw read+ack loop, same entries, same batch size."""
+    from django.conf import settings
+
+    from core.connections import stream_client
+    from core.events import stream_name
+    from feed.models import Post
+    from workers.consumer import StreamConsumer
+
+    client = stream_client()
+    authors = _users(200)
+    posts = Post.objects.bulk_create([Post(author=a, body="seed") for a in authors])
+    payloads = _sample_events(count, authors, posts)
+    batch = settings.EVENTS_BATCH_SIZE
+
+    raw_stream = f"{settings.EVENTS_STREAM_PREFIX}:rawbench"
+    _fill(client, raw_stream, payloads)
+    client.xgroup_create(raw_stream, "raw", id="0")
+    start = time.perf_counter()
+    done = 0
+    while done < count:
+        response = client.xreadgroup("raw", "raw-1", {raw_stream: ">"}, count=batch)
+        ids = [entry_id for _, items in response for entry_id, _ in items]
+        client.xack(raw_stream, "raw", *ids)
+        done += len(ids)
+    raw_seconds = time.perf_counter() - start
+    client.delete(raw_stream)
+
+    _fill(client, stream_name("feed"), payloads)
+    consumer = StreamConsumer(name="bench-consumer", streams=[stream_name("feed")])
+    consumer.ensure_groups()
+    start = time.perf_counter()
+    while consumer.processed + consumer.dead_lettered < count:
+        entries = consumer.read(pending=False)
+        consumer.process(entries)
+    real_seconds = time.perf_counter() - start
+    assert consumer.dead_lettered == 0, "benchmark events must all apply"
+    raw_rate, real_rate = per_second(count, raw_seconds), per_second(count, real_seconds)
+    return [
+        ("raw XREADGROUP + XACK, no handler (baseline)", f"{raw_rate:,.0f} events/s", "1.00x"),
+        (
+            "StreamConsumer, real handlers (decode + pipelined Lua/SET + fan-out query)",
+            f"{real_rate:,.0f} events/s",
+            f"{raw_rate / real_rate:.2f}x slower",
+        ),
+    ]
+
+
+def _consume_and_record_lag(stop_at: float, lag_key: str) -> None:
+    """Runs in a child process: a real consumer that records, per event, now - occurred_at."""
+    from django.db import connections
+
+    connections.close_all()
+    from core.connections import cache_client
+    from workers.consumer import StreamConsumer
+
+    class LagRecordingConsumer(StreamConsumer):
+        def process(self, entries):
+            failed = super().process(entries)
+            now = time.time()
+            lags = [
+                now - datetime.fromisoformat(e.event.occurred_at).timestamp()
+                for e in entries
+                if e.event and e.event.type == "post.updated"
+            ]
+            if lags:
+                cache_client().rpush(lag_key, *[f"{lag:.6f}" for lag in lags])
+            return failed
+
+    consumer = LagRecordingConsumer(name="lag-consumer")
+    consumer.ensure_groups()
+    while time.time() < stop_at:
+        consumer.process(consumer.read(pending=False))
+
+
+def lag(rate: int, seconds: float, writers: int) -> list[tuple]:
+    """(b): saves paced at `rate`/s across `writers` threads; lag measured by the consumer."""
+    from django.conf import settings
+    from django.db import connections
+
+    from core.connections import cache_client
+    from feed.models import AppUser, Post
+
+    settings.EVENTS_APPLY_ON_COMMIT = False
+    settings.EVENTS_BLOCK_MS = 50
+    author = AppUser.objects.create(username="lag-author")
+    posts = Post.objects.bulk_create([Post(author=author, body="x") for _ in range(writers * 10)])
+    lag_key = "bench:lag"
+    stop_at = time.time() + seconds + 3
+    connections.close_all()
+    child = multiprocessing.get_context("fork").Process(
+        target=_consume_and_record_lag, args=(stop_at, lag_key)
+    )
+    child.start()
+    time.sleep(0.5)
+    interval = writers / rate
+    done = [0] * writers
+
+    def write(index: int) -> None:
+        mine = posts[index * 10 : index * 10 + 10]
+        next_at = time.perf_counter()
+        end = next_at + seconds
+        i = 0
+        while time.perf_counter() < end:
+            post = mine[i % len(mine)]
+            post.body = f"update {i}"
+            post.save(update_fields=["body", "updated_at"])
+            done[index] += 1
+            i += 1
+            next_at += interval
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        connections.close_all()
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    child.join(timeout=seconds + 10)
+    lags_ms = [float(v) * 1000 for v in cache_client().lrange(lag_key, 0, -1)]
+    settings.EVENTS_APPLY_ON_COMMIT = True
+    achieved = sum(done) / seconds
+    return [
+        ("writes/s achieved (target rate)", f"{achieved:,.0f} ({rate:,})", ""),
+        ("events applied by the worker", f"{len(lags_ms):,} of {sum(done):,}", ""),
+        ("commit -> cache lag p50", f"{percentile(lags_ms, 50):.2f} ms", ""),
+        ("commit -> cache lag p99", f"{percentile(lags_ms, 99):.2f} ms", ""),
+        ("commit -> cache lag max", f"{max(lags_ms, default=float('nan')):.2f} ms", ""),
+    ]
+
+
+def create_rate(count: int) -> list[tuple]:
+    """(c): Post.objects.create/s, pipeline on vs off (plain save, receivers disconnected)."""
+    from django.db import models
+
+    from feed import signals
+    from feed.models import AppUser, Post
+
+    author = AppUser.objects.create(username="create-author")
+
+    def timed(create) -> float:
+        for i in range(50):  # warm up connections and statement caches
+            create(i)
+        start = time.perf_counter()
+        for i in range(count):
+            create(i)
+        return per_second(count, time.perf_counter() - start)
+
+    def plain(i: int) -> None:
+        models.Model.save(Post(author=author, body=f"plain {i}"))
+
+    for signal, sender, receiver in signals.RECEIVERS:
+        signal.disconnect(receiver, sender=sender, dispatch_uid=f"feed.{receiver.__name__}")
+    try:
+        off = timed(plain)
+    finally:
+        signals.connect()
+    on = timed(lambda i: Post.objects.create(author=author, body=f"piped {i}"))
+    return [
+        ("Post create, pipeline off (plain Django save)", f"{off:,.0f}/s", "1.00x"),
+        (
+            "Post create, pipeline on (atomic + outbox + XADD + apply-on-commit)",
+            f"{on:,.0f}/s",
+            f"{off / on:.2f}x slower",
+        ),
+    ]
+
+
+def run(args: argparse.Namespace = ARGS) -> str:
+    with bench_database():
+        rows = []
+        rows += throughput(args.events)
+        rows += lag(args.rate, args.seconds, args.writers)
+        rows += create_rate(args.creates)
+        env = environment()
+    return f"### Pipeline ({env})\n\n" + table(["measure", "figure", "vs baseline"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=ARGS.events)
+    parser.add_argument("--rate", type=int, default=ARGS.rate)
+    parser.add_argument("--seconds", type=float, default=ARGS.seconds)
+    parser.add_argument("--creates", type=int, default=ARGS.creates)
+    parser.add_argument("--writers", type=int, default=ARGS.writers)
+    print(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()
