@@ -1,5 +1,29 @@
-"""Chat event handlers (being written)."""
+"""What message events do to the conversation cache. Registered with the worker's registry in ready().
+
+Idempotent and version-aware by construction: the cache's Lua scripts ignore versions they already
+have, never resurrect a deleted message, and never create a list from a single event.
+"""
+
+import redis
+
+from chat.cache import ConversationMessagesCache
+from core.events import Event
+from workers.registry import EventHandler, registry
+
+conversations = ConversationMessagesCache()
+
+
+class MessageHandler(EventHandler):
+    """message.created/updated write the message through; message.deleted tombstones it."""
+
+    event_types = ("message.created", "message.updated", "message.deleted")
+
+    def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
+        if event.type == "message.deleted":
+            conversations.queue_remove(pipe, event.data["conversation_id"], event.data["message_id"])
+        else:
+            conversations.queue_upsert(pipe, event.data["message"])
 
 
 def register() -> None:
-    return None
+    registry.register(MessageHandler())

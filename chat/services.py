@@ -1,0 +1,109 @@
+"""Chat writes: each validates, writes in one transaction, and lets the model's signals publish.
+
+Raises `ConversationNotFound` for a conversation that does not exist or that the user is not in
+(callers answer 404 either way, so its existence is not revealed) and `InvalidChatInput` for input
+a client must fix.
+"""
+
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from chat.models import Conversation, Message, Participant
+
+MAX_PARTICIPANTS = 100
+
+
+class ConversationNotFound(LookupError):
+    pass
+
+
+class InvalidChatInput(ValueError):
+    pass
+
+
+def validate_body(body: object) -> str:
+    if not isinstance(body, str) or not body.strip():
+        raise InvalidChatInput("a message needs a non-empty body")
+    if len(body) > settings.CHAT_MESSAGE_MAX_LENGTH:
+        raise InvalidChatInput(f"a message body is at most {settings.CHAT_MESSAGE_MAX_LENGTH} characters")
+    return body
+
+
+def _membership(conversation_id: int, user_id: int) -> Participant:
+    try:
+        return Participant.objects.get(conversation_id=conversation_id, user_id=user_id)
+    except Participant.DoesNotExist:
+        raise ConversationNotFound(f"conversation {conversation_id} not found") from None
+
+
+def create_conversation(creator, participant_ids: Iterable[int], title: str = "") -> Conversation:
+    """A conversation between `creator` and the given users (who must exist and be active)."""
+    others = {int(uid) for uid in participant_ids} - {creator.pk}
+    if not others:
+        raise InvalidChatInput("a conversation needs at least one other participant")
+    if len(others) + 1 > MAX_PARTICIPANTS:
+        raise InvalidChatInput(f"a conversation has at most {MAX_PARTICIPANTS} participants")
+    found = set(get_user_model().objects.filter(pk__in=others, is_active=True).values_list("pk", flat=True))
+    missing = sorted(others - found)
+    if missing:
+        raise InvalidChatInput(f"unknown users: {missing}")
+    with transaction.atomic():
+        conversation = Conversation.objects.create(title=title)
+        Participant.objects.bulk_create(
+            Participant(conversation=conversation, user_id=uid) for uid in sorted({creator.pk, *others})
+        )
+    return conversation
+
+
+def send_message(sender, conversation_id: int, body: object) -> Message:
+    """Save a message from a participant; its event updates the cache once the transaction commits."""
+    body = validate_body(body)
+    with transaction.atomic():
+        membership = _membership(conversation_id, sender.pk)
+        message = Message.objects.create(conversation_id=conversation_id, sender=sender, body=body)
+        # The sender has read their own conversation up to here.
+        Participant.objects.filter(pk=membership.pk, last_read_message_id__lt=message.pk).update(
+            last_read_message_id=message.pk
+        )
+    return message
+
+
+def edit_message(editor, message_id: int, body: object) -> Message:
+    """Change a message's body (its sender only); message.updated replaces it in the cache."""
+    body = validate_body(body)
+    with transaction.atomic():
+        message = Message.objects.select_related("sender").filter(pk=message_id, sender=editor).first()
+        if message is None:
+            raise ConversationNotFound(f"message {message_id} not found")
+        message.body, message.edited_at = body, timezone.now()
+        message.save(update_fields=["body", "edited_at"])
+    return message
+
+
+def delete_message(user, message_id: int) -> None:
+    """Delete a message (its sender only); message.deleted removes it from the cache for good."""
+    deleted, _ = Message.objects.filter(pk=message_id, sender=user).delete()
+    if not deleted:
+        raise ConversationNotFound(f"message {message_id} not found")
+
+
+def mark_read(user, conversation_id: int, message_id: int | None = None) -> int:
+    """Move the user's read marker forward to `message_id` (default: the latest message); never back.
+    Returns the marker."""
+    with transaction.atomic():
+        membership = _membership(conversation_id, user.pk)
+        if message_id is None:
+            message_id = (
+                Message.objects.filter(conversation_id=conversation_id).aggregate(m=Max("id"))["m"] or 0
+            )
+        elif not Message.objects.filter(pk=message_id, conversation_id=conversation_id).exists():
+            raise InvalidChatInput(f"message {message_id} is not in this conversation")
+        Participant.objects.filter(pk=membership.pk, last_read_message_id__lt=message_id).update(
+            last_read_message_id=message_id
+        )
+    return max(membership.last_read_message_id, message_id)
