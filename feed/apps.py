@@ -6,7 +6,8 @@ class FeedConfig(AppConfig):
     verbose_name = "themoon feed"
 
     def ready(self) -> None:
-        from feed import handlers, signals
+        from feed import consistency, handlers, signals
 
         signals.connect()
         handlers.register()
+        consistency.register_checks()

@@ -97,9 +97,16 @@ class BaseCacheStrategy:
     # --- keys ------------------------------------------------------------------------------
 
     def key(self, *parts: object) -> str:
+        return self._builder().build(*parts)
+
+    def key_pattern(self, suffix: str = "*") -> str:
+        """A SCAN pattern over this namespace's current keys: prefix + `suffix` (a glob)."""
+        return self._builder().prefix + suffix
+
+    def _builder(self) -> CacheKeyBuilder:
         generation = generations.get(self.client, self.namespace) if self.breaker.available() else 0
         version = self.version if generation == 0 else f"{self.version}.{generation}"
-        return CacheKeyBuilder(self.namespace, version).build(*parts)
+        return CacheKeyBuilder(self.namespace, version)
 
     def ttl_ms(self, ttl: int | None) -> int:
         seconds = self.default_ttl if ttl is None else ttl

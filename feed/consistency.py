@@ -1,0 +1,91 @@
+"""Consistency checks for the feed caches (registered in FeedConfig.ready())."""
+
+import re
+
+from core.caching import is_tombstone
+from core.caching.serializers import CorruptCacheValue, serializer
+from core.caching.strategies import LEASE_PREFIX
+from core.consistency import CacheCheck, CheckResult, register
+from feed import queries
+from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
+
+_POST = re.compile(rb"\{post:(\d+)\}")
+_PAGE = re.compile(rb"\{user:(\d+)\}:page:(\d+):(\d+)$")
+
+
+def _entries(client, pattern: str):
+    """(key, decoded value) for every servable entry matching `pattern` (leases skipped)."""
+    for key in client.scan_iter(match=pattern, count=1000):
+        raw = client.get(key)
+        if raw is None or raw.startswith(LEASE_PREFIX):
+            continue
+        try:
+            yield key, serializer.loads(raw)
+        except CorruptCacheValue:
+            yield key, raw
+
+
+class PostDetailCheck(CacheCheck):
+    name = "post details"
+
+    def run(self, sample: int | None = None) -> CheckResult:
+        cache, result = PostDetailCache(), CheckResult(self.name)
+        for key, cached in _entries(cache.client, cache.key_pattern("{post:*}:detail")):
+            post_id = int(_POST.search(key).group(1))
+            expected = queries.post_detail_or_none(post_id)
+            result.checked += 1
+            if is_tombstone(cached) or cached is None:
+                if expected is not None:
+                    result.mismatch(key.decode(), cached, expected)
+            elif expected is None or serializer.loads(serializer.dumps(expected)) != cached:
+                result.mismatch(key.decode(), cached, expected)
+        return result
+
+
+class ReactionCountsCheck(CacheCheck):
+    name = "reaction counts"
+
+    def run(self, sample: int | None = None) -> CheckResult:
+        cache, result = ReactionCountsCache(), CheckResult(self.name)
+        for key, cached in _entries(cache.client, cache.key_pattern("{post:*}:reactions")):
+            post_id = int(_POST.search(key).group(1))
+            expected = queries.post_stats_or_none(post_id)
+            result.checked += 1
+            if is_tombstone(cached) or cached is None:
+                if expected is not None:
+                    result.mismatch(key.decode(), cached, expected)
+                continue
+            served = (cached.get("reactions"), cached.get("comments")) if isinstance(cached, dict) else cached
+            if expected is None or served != (expected["reactions"], expected["comments"]):
+                result.mismatch(key.decode(), served, expected)
+        return result
+
+
+class FeedPageCheck(CacheCheck):
+    """Sampled: a page is compared only while its generation is current (otherwise it is dead)."""
+
+    name = "feed pages"
+
+    def run(self, sample: int | None = None) -> CheckResult:
+        cache, result = UserFeedCache(), CheckResult(self.name)
+        for key, cached in _entries(cache.client, cache.key_pattern("{user:*}:page:*")):
+            if sample is not None and result.checked >= sample:
+                break
+            match = _PAGE.search(key)
+            if match is None:  # a lock key
+                continue
+            user_id, page, size = (int(g) for g in match.groups())
+            generation = cache.client.get(cache.generation_key(user_id))
+            current = generation.decode() if generation else "0"
+            if not isinstance(cached, dict) or cached.get("gen") != current:
+                continue
+            result.checked += 1
+            expected = serializer.loads(serializer.dumps(queries.feed_page(user_id, page, size)))
+            if cached.get("items") != expected:
+                result.mismatch(key.decode(), cached.get("items"), expected)
+        return result
+
+
+def register_checks() -> None:
+    for check in (PostDetailCheck(), ReactionCountsCheck(), FeedPageCheck()):
+        register(check)
