@@ -201,13 +201,22 @@ API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 50)
 CHAT_MESSAGE_MAX_LENGTH = env_int("CHAT_MESSAGE_MAX_LENGTH", 4000)
 POST_BODY_MAX_LENGTH = env_int("POST_BODY_MAX_LENGTH", 5000)
 
+# --- Observability --------------------------------------------------------------------------
+# /api/health reports 503 when the consumers are this far behind, or none has been seen lately.
+HEALTH_MAX_LAG = env_int("HEALTH_MAX_LAG", 10_000)
+HEALTH_CONSUMER_IDLE_MS = env_int("HEALTH_CONSUMER_IDLE_MS", 15_000)
+# A worker serves its own /metrics (consumer counters, batch and lag histograms) on this port; 0 = off.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")  # or "json": one JSON object per line
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "core.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

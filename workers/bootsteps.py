@@ -21,6 +21,9 @@ class StreamConsumerStep(bootsteps.StartStopStep):
         from django.conf import settings
 
         from workers.consumer import StreamConsumer
+        from workers.metrics import serve_worker_metrics
+
+        serve_worker_metrics()
 
         if not settings.EVENTS_CONSUMER_ENABLED:
             logger.info("stream consumer disabled (EVENTS_CONSUMER_ENABLED=false)")

@@ -18,11 +18,13 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import redis
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from core import metrics
 from core.connections import stream_client
 from core.events import Event, InvalidEvent, all_streams, dead_letter_stream
 from core.events.streams import EVENT_FIELD
@@ -188,6 +190,7 @@ class StreamConsumer:
         """Apply a batch; acknowledge what succeeded and what was dead-lettered. Returns the number
         of entries that failed and stay pending for a retry."""
         close_old_connections()
+        started = time.perf_counter()
         for entry in entries:
             self._decode(entry)
         self._apply([entry for entry in entries if entry.event is not None])
@@ -207,6 +210,7 @@ class StreamConsumer:
         for entry in ok + dead:
             self._attempts.pop(entry.entry_id, None)
         self.processed += len(ok)
+        self._observe(ok, retry, started)
         for entry in retry:
             logger.warning(
                 "event failed, will retry: event_id=%s type=%s entry=%s error=%s",
@@ -214,8 +218,20 @@ class StreamConsumer:
                 entry.event.type,
                 entry.entry_id,
                 entry.error,
+                extra=_log_context(entry),
             )
         return len(retry)
+
+    def _observe(self, ok: list[Entry], retry: list[Entry], started: float) -> None:
+        now = time.time()
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        for entry in ok:
+            metrics.EVENTS_CONSUMED.labels(entry.stream).inc()
+            if entry.event is not None:
+                occurred = datetime.fromisoformat(entry.event.occurred_at).timestamp()
+                metrics.EVENT_LAG_SECONDS.observe(max(0.0, now - occurred))
+        if retry:
+            metrics.EVENTS_RETRIED.inc(len(retry))
 
     def _decode(self, entry: Entry) -> None:
         if entry.payload is None:  # trimmed or deleted while pending: nothing left to apply
@@ -289,6 +305,7 @@ class StreamConsumer:
                 event.type if event else "?",
                 entry.entry_id,
                 entry.error,
+                extra=_log_context(entry),
             )
         by_stream: dict[str, list[str]] = {}
         for entry in ok + dead:
@@ -297,6 +314,18 @@ class StreamConsumer:
             pipe.xack(stream, self.group, *ids)
         pipe.execute()
         self.dead_lettered += len(dead)
+        if dead:
+            metrics.EVENTS_DEAD.inc(len(dead))
+
+
+def _log_context(entry: Entry) -> dict[str, str]:
+    """Structured fields for a log line about one entry (see core/logs.py)."""
+    return {
+        "event_id": entry.event.id if entry.event else "",
+        "event_type": entry.event.type if entry.event else "",
+        "stream": entry.stream,
+        "entry_id": entry.entry_id,
+    }
 
 
 def _text(value: bytes | str) -> str:

@@ -17,6 +17,7 @@ import redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+from core import metrics
 from core.caching.breaker import breaker
 from core.connections import cache_client
 from core.events.event import Event
@@ -110,6 +111,7 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
     global _relay_needed
     if not breaker.available():
         _relay_needed = True
+        metrics.EVENTS_OUTBOXED.inc(len(items))
         return 0
     client = cache_client()
     pipe = client.pipeline(transaction=False)
@@ -132,10 +134,14 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         breaker.failure(exc, "xadd", items[0].stream)
         _relay_needed = True
+        metrics.EVENTS_OUTBOXED.inc(len(items))
         return 0
     breaker.success()
     xadds = results[: len(items)]
     sent = [i.outbox_id for i, r in zip(items, xadds, strict=True) if not isinstance(r, Exception)]
+    for item, result in zip(items, xadds, strict=True):
+        if not isinstance(result, Exception):
+            metrics.EVENTS_PUBLISHED.labels(item.stream).inc()
     if len(sent) < len(items):
         logger.error(
             "xadd refused, left in the outbox: %s", next(r for r in xadds if isinstance(r, Exception))

@@ -1,0 +1,58 @@
+"""Is themoon healthy? Database, Redis, stream lag and live consumers, in one report."""
+
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from core.connections import cache_client
+from core.events import all_streams
+
+
+def pipeline_state(client: redis.Redis) -> dict[str, Any]:
+    """Lag (entries not yet delivered), pending (delivered, not acknowledged) and live consumers
+    (seen within HEALTH_CONSUMER_IDLE_MS) of our consumer group, summed over the streams."""
+    group = settings.EVENTS_CONSUMER_GROUP
+    lag = pending = 0
+    live: set[str] = set()
+    for stream in all_streams():
+        try:
+            groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
+        except redis.ResponseError:  # the stream does not exist yet
+            continue
+        info = groups.get(group)
+        if info is None:
+            continue
+        lag += info.get("lag") or 0
+        pending += info["pending"]
+        for consumer in client.xinfo_consumers(stream, group):
+            if consumer["idle"] <= settings.HEALTH_CONSUMER_IDLE_MS:
+                live.add(consumer["name"].decode())
+    return {"lag": lag, "pending": pending, "live_consumers": len(live)}
+
+
+def health_report() -> tuple[dict[str, Any], bool]:
+    """(report, healthy). Never raises: each failing part is reported as such."""
+    report: dict[str, Any] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        report["database"] = "ok"
+    except DatabaseError as exc:
+        report["database"] = f"error: {exc}"
+    client = cache_client()
+    try:
+        client.ping()
+        report["redis"] = "ok"
+        report.update(pipeline_state(client))
+    except redis.RedisError as exc:
+        report["redis"] = f"error: {exc}"
+    problems = [part for part in ("database", "redis") if report[part] != "ok"]
+    if report.get("lag", 0) > settings.HEALTH_MAX_LAG:
+        problems.append(f"stream lag {report['lag']} > {settings.HEALTH_MAX_LAG}")
+    if report["redis"] == "ok" and report.get("live_consumers", 0) == 0:
+        problems.append("no live stream consumer (is a worker running?)")
+    report["status"] = "degraded" if problems else "ok"
+    report["problems"] = problems
+    return report, not problems
