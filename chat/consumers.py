@@ -1,0 +1,190 @@
+"""The chat WebSocket: one connection per user and conversation, at ws/chat/<conversation_id>/.
+
+Authentication: the session (browsers), or a token as `?token=` or `Authorization: Bearer` (other
+clients). Only participants may join: anyone else is accepted and closed at once with 4403 (4401
+without credentials), because a close before the handshake completes reaches the client as a bare
+HTTP 403 with no code. Frames are JSON objects with a `type`; a frame we can't use gets an `error`
+frame back and the connection stays open. Database and Redis calls run in threads, never on the loop.
+"""
+
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from chat import selectors, services
+from chat.cache import ConversationMessagesCache, OnlineStatusCache, TypingIndicatorCache
+from chat.payloads import message_payload
+from feed.auth import user_for_token
+
+logger = logging.getLogger("chat.consumers")
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_A_PARTICIPANT = 4403
+
+messages_cache = ConversationMessagesCache()
+presence = OnlineStatusCache()
+typing = TypingIndicatorCache()
+
+
+def in_thread(fn):
+    """Run a Redis-only call in a worker thread (not the single thread the ORM calls share)."""
+    return sync_to_async(fn, thread_sensitive=False)
+
+
+def group_name(conversation_id: int) -> str:
+    # Channel-layer group names may not contain ':', so never reuse a cache key here.
+    return f"chat_{conversation_id}"
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    user = None
+    joined = False
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
+        self.group = group_name(self.conversation_id)
+        self.user = await self._authenticate()
+        await self.accept()
+        if self.user is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        members = await database_sync_to_async(selectors.participant_ids)(self.conversation_id)
+        if self.user.pk not in members:
+            await self.close(code=CLOSE_NOT_A_PARTICIPANT)
+            return
+        self.joined = True
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        history = await database_sync_to_async(messages_cache.get_messages)(self.conversation_id)
+        await self.send_json({"type": "history", "messages": history})
+        await in_thread(presence.mark_online)(self.user.pk, self.channel_name)
+        online = await in_thread(presence.online_among)(members)
+        await self.send_json({"type": "presence", "online": sorted(online)})
+        await self._broadcast_presence(online=True)
+
+    async def disconnect(self, code: int) -> None:
+        if not self.joined:
+            return
+        self.joined = False
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await in_thread(typing.clear_typing)(self.conversation_id, self.user.pk)
+        still_online = await in_thread(presence.mark_offline)(self.user.pk, self.channel_name)
+        if not still_online:
+            await self._broadcast_presence(online=False)
+
+    async def _authenticate(self):
+        token = self._token()
+        if token:
+            return await database_sync_to_async(user_for_token)(token)
+        user = self.scope.get("user")
+        return user if user is not None and user.is_authenticated else None
+
+    def _token(self) -> str | None:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        if query.get("token"):
+            return query["token"][0]
+        for name, value in self.scope.get("headers", []):
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                return value[7:].decode("latin1").strip()
+        return None
+
+    # --- frames from the client ------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.send_error("send JSON text frames, not binary ones")
+            return
+        try:
+            frame = orjson.loads(text_data)
+        except orjson.JSONDecodeError:
+            await self.send_error("invalid JSON")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.send_error('a frame is a JSON object with a string "type"')
+            return
+        handler = self.frame_handlers.get(frame["type"])
+        if handler is None:
+            known = ", ".join(sorted(self.frame_handlers))
+            await self.send_error(f"unknown frame type {frame['type'][:40]!r} (known: {known})")
+            return
+        try:
+            await handler(self, frame)
+        except Exception:
+            logger.exception("chat frame failed: user=%s conversation=%s", self.user.pk, self.conversation_id)
+            await self.send_error("the server could not handle this frame; try again")
+
+    async def on_message(self, frame: dict[str, Any]) -> None:
+        try:
+            body = services.validate_body(frame.get("body"))
+            message = await database_sync_to_async(services.send_message)(
+                self.user, self.conversation_id, body
+            )
+        except services.InvalidChatInput as exc:
+            await self.send_error(str(exc))
+            return
+        except services.ConversationNotFound:  # removed from the conversation meanwhile
+            await self.send_error("you are no longer in this conversation")
+            await self.close(code=CLOSE_NOT_A_PARTICIPANT)
+            return
+        await in_thread(typing.clear_typing)(self.conversation_id, self.user.pk)
+        await self.channel_layer.group_send(
+            self.group, {"type": "chat.message", "message": message_payload(message)}
+        )
+
+    async def on_typing(self, frame: dict[str, Any]) -> None:
+        active = frame.get("typing", True) is not False
+        if active:
+            await in_thread(typing.set_typing)(self.conversation_id, self.user.pk)
+        else:
+            await in_thread(typing.clear_typing)(self.conversation_id, self.user.pk)
+        await self.channel_layer.group_send(
+            self.group,
+            {
+                "type": "chat.typing",
+                "user_id": self.user.pk,
+                "username": self.user.username,
+                "typing": active,
+            },
+        )
+
+    async def on_ping(self, frame: dict[str, Any]) -> None:
+        await in_thread(presence.mark_online)(self.user.pk, self.channel_name)
+        await self.send_json({"type": "pong"})
+
+    frame_handlers = {"message": on_message, "typing": on_typing, "ping": on_ping}
+
+    # --- events from the group -------------------------------------------------------------------
+
+    async def chat_message(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "message", "message": event["message"]})
+
+    async def chat_typing(self, event: dict[str, Any]) -> None:
+        if event["user_id"] != self.user.pk:  # your own typing is no news to you
+            await self.send_json(_frame("typing", event, "user_id", "username", "typing"))
+
+    async def chat_presence(self, event: dict[str, Any]) -> None:
+        if event["user_id"] != self.user.pk:
+            await self.send_json(_frame("presence", event, "user_id", "username", "online"))
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    async def _broadcast_presence(self, online: bool) -> None:
+        user = self.user
+        event = {"type": "chat.presence", "user_id": user.pk, "username": user.username, "online": online}
+        await self.channel_layer.group_send(self.group, event)
+
+    async def send_json(self, content: dict[str, Any]) -> None:
+        await self.send(text_data=orjson.dumps(content).decode())
+
+    async def send_error(self, error: str) -> None:
+        await self.send_json({"type": "error", "error": error})
+
+
+def _frame(kind: str, event: dict[str, Any], *fields: str) -> dict[str, Any]:
+    return {"type": kind, **{field: event[field] for field in fields}}

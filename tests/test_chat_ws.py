@@ -1,0 +1,205 @@
+"""The chat WebSocket consumer, driven through the project's real ASGI stack (origin check, session
+middleware, routing) with Channels' WebsocketCommunicator and the Redis channel layer."""
+
+import asyncio
+import importlib.util
+import sys
+import types
+
+import pytest
+
+if importlib.util.find_spec("daphne") is None:
+    # `channels.testing` imports daphne for its live-server test case only; the pinned environment
+    # has no daphne (uvicorn serves us). Stand in for that one name so WebsocketCommunicator loads.
+    stub = types.ModuleType("daphne.testing")
+    stub.DaphneProcess = None
+    sys.modules.setdefault("daphne", types.ModuleType("daphne"))
+    sys.modules.setdefault("daphne.testing", stub)
+
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+from django.test import Client
+
+from chat.cache import ConversationMessagesCache, OnlineStatusCache, TypingIndicatorCache
+from chat.models import Message
+from chat.testing import make_chat_user, make_conversation, make_message
+from feed.auth import issue_token
+from themoon.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ORIGIN = (b"origin", b"http://testserver")
+
+
+def run(scenario):
+    """Run an async scenario with an overall deadline (no pytest-asyncio needed); then close the
+    database connections the consumer's ORM thread opened, so the test database can be dropped."""
+
+    async def bounded():
+        try:
+            return await asyncio.wait_for(scenario, timeout=30)
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    return asyncio.run(bounded())
+
+
+def socket(conversation_id: int, token: str | None = None, headers=()) -> WebsocketCommunicator:
+    path = f"/ws/chat/{conversation_id}/" + (f"?token={token}" if token else "")
+    return WebsocketCommunicator(application, path, headers=[ORIGIN, *headers])
+
+
+async def frame_of(ws: WebsocketCommunicator, kind: str, timeout: float = 5) -> dict:
+    """The next frame of type `kind`, skipping others (presence chatter) on the way."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        frame = await ws.receive_json_from(timeout=max(deadline - loop.time(), 0.01))
+        if frame["type"] == kind:
+            return frame
+
+
+async def join(ws: WebsocketCommunicator) -> tuple[dict, dict]:
+    connected, _ = await ws.connect()
+    assert connected
+    history = await ws.receive_json_from(timeout=5)
+    presence = await ws.receive_json_from(timeout=5)
+    assert history["type"] == "history"
+    assert presence["type"] == "presence"
+    return history, presence
+
+
+async def closed_with(ws: WebsocketCommunicator) -> int:
+    connected, _ = await ws.connect()
+    assert connected  # accepted, so that the close code reaches the client
+    output = await ws.receive_output(timeout=5)
+    assert output["type"] == "websocket.close"
+    return output["code"]
+
+
+@pytest.fixture
+def room():
+    ann, bob, eve = make_chat_user("ann"), make_chat_user("bob"), make_chat_user("eve")
+    conversation = make_conversation(ann, bob)
+    return {
+        "conversation": conversation,
+        "ann": ann,
+        "bob": bob,
+        "eve": eve,
+        "tokens": {u.username: issue_token(u) for u in (ann, bob, eve)},
+    }
+
+
+def test_without_credentials_the_socket_is_closed_4401(room):
+    assert run(closed_with(socket(room["conversation"].pk))) == 4401
+    assert run(closed_with(socket(room["conversation"].pk, token="not-a-token"))) == 4401
+
+
+def test_a_non_participant_is_closed_4403(room):
+    conversation = room["conversation"]
+    assert run(closed_with(socket(conversation.pk, room["tokens"]["eve"]))) == 4403
+    assert run(closed_with(socket(conversation.pk + 1000, room["tokens"]["ann"]))) == 4403
+
+
+def test_a_session_user_gets_the_history_and_presence_on_connect(room):
+    conversation, ann, bob = room["conversation"], room["ann"], room["bob"]
+    sent = [make_message(conversation, ann if i % 2 else bob, f"old {i}").pk for i in range(55)]
+    client = Client()
+    client.force_login(ann)
+    cookie = (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+    async def scenario():
+        ws = socket(conversation.pk, headers=[cookie])
+        history, presence = await join(ws)
+        assert [m["id"] for m in history["messages"]] == sent[-50:]
+        assert history["messages"][-1]["body"] == "old 54"
+        assert presence["online"] == [ann.pk]
+        await ws.disconnect()
+
+    run(scenario())
+    assert not OnlineStatusCache().is_online(ann.pk)
+
+
+def test_a_message_is_saved_and_broadcast_to_every_member(room):
+    conversation, ann, bob = room["conversation"], room["ann"], room["bob"]
+
+    async def scenario():
+        a = socket(conversation.pk, room["tokens"]["ann"])
+        b = socket(conversation.pk, headers=[(b"authorization", f"Bearer {room['tokens']['bob']}".encode())])
+        await join(a)
+        await join(b)
+        joined = await frame_of(a, "presence")
+        assert (joined["user_id"], joined["online"]) == (bob.pk, True)
+        await a.send_json_to({"type": "message", "body": "hello bob"})
+        for ws in (a, b):
+            frame = await frame_of(ws, "message")
+            assert frame["message"]["body"] == "hello bob"
+            assert frame["message"]["sender_id"] == ann.pk
+        await a.disconnect()
+        left = await frame_of(b, "presence")
+        assert (left["user_id"], left["online"]) == (ann.pk, False)
+        await b.disconnect()
+
+    run(scenario())
+    [saved] = Message.objects.filter(conversation=conversation)
+    assert (saved.body, saved.sender_id) == ("hello bob", ann.pk)
+    # The cache was filled on connect and written through after the save committed.
+    assert [m["body"] for m in ConversationMessagesCache().get_messages(conversation.pk)] == ["hello bob"]
+
+
+def test_typing_reaches_the_others_and_ping_refreshes_presence(room):
+    conversation, ann = room["conversation"], room["ann"]
+
+    async def scenario():
+        a = socket(conversation.pk, room["tokens"]["ann"])
+        b = socket(conversation.pk, room["tokens"]["bob"])
+        await join(a)
+        await join(b)
+        await a.send_json_to({"type": "typing"})
+        typing = await frame_of(b, "typing")
+        assert (typing["user_id"], typing["username"], typing["typing"]) == (ann.pk, "ann", True)
+        assert TypingIndicatorCache().typing_in(conversation.pk) == [ann.pk]
+        await a.send_json_to({"type": "ping"})
+        assert (await frame_of(a, "pong")) == {"type": "pong"}
+        assert await a.receive_nothing(timeout=0.2)  # nobody echoed ann's own typing back to her
+        await a.send_json_to({"type": "message", "body": "done typing"})
+        await frame_of(b, "message")
+        assert TypingIndicatorCache().typing_in(conversation.pk) == []
+        await a.disconnect()
+        await b.disconnect()
+
+    run(scenario())
+
+
+def test_bad_frames_get_an_error_and_the_connection_survives(room, settings):
+    settings.CHAT_MESSAGE_MAX_LENGTH = 20
+    conversation = room["conversation"]
+
+    async def scenario():
+        ws = socket(conversation.pk, room["tokens"]["ann"])
+        await join(ws)
+        bad = [
+            ("text", "{not json"),
+            ("text", "[1, 2]"),
+            ("text", '{"body": "no type"}'),
+            ("text", '{"type": "dance"}'),
+            ("text", '{"type": "message"}'),
+            ("text", '{"type": "message", "body": "   "}'),
+            ("text", '{"type": "message", "body": 42}'),
+            ("text", '{"type": "message", "body": "' + "x" * 21 + '"}'),
+            ("bytes", b"\x00\x01"),
+        ]
+        errors = []
+        for kind, data in bad:
+            await (ws.send_to(text_data=data) if kind == "text" else ws.send_to(bytes_data=data))
+            errors.append(await frame_of(ws, "error"))
+        assert all(isinstance(e["error"], str) and e["error"] for e in errors)
+        assert "invalid JSON" in errors[0]["error"]
+        assert "dance" in errors[3]["error"]
+        assert "at most 20" in errors[7]["error"]
+        await ws.send_json_to({"type": "message", "body": "still here"})
+        assert (await frame_of(ws, "message"))["message"]["body"] == "still here"
+        await ws.disconnect()
+
+    run(scenario())
+    assert list(Message.objects.values_list("body", flat=True)) == ["still here"]
