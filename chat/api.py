@@ -8,7 +8,7 @@ from typing import Annotated
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Field, Path, Query, Router, Schema
+from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
 from chat import selectors, services
@@ -90,7 +90,7 @@ def create_conversation(request: HttpRequest, data: ConversationIn):
     except services.InvalidChatInput as exc:
         raise HttpError(400, str(exc)) from None
     mine = selectors.conversations_for(request.auth.pk)
-    return 201, next(c for c in mine if c["id"] == conversation.pk)
+    return Status(201, next(c for c in mine if c["id"] == conversation.pk))
 
 
 @router.get("/conversations/{conversation_id}/messages", response={200: MessagePage, 400: Error, 404: Error})
@@ -117,7 +117,7 @@ def send_message(request: HttpRequest, conversation_id: ConversationId, data: Me
         raise _not_found(conversation_id) from None
     except services.InvalidChatInput as exc:
         raise HttpError(400, str(exc)) from None
-    return 201, message_payload(message)
+    return Status(201, message_payload(message))
 
 
 @router.post("/conversations/{conversation_id}/read", response={200: ReadOut, 400: Error, 404: Error})
