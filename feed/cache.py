@@ -102,11 +102,10 @@ class UserFeedCache(CacheAsideStrategy):
             if raws is None:  # Redis unavailable
                 self._count(0, 1)
                 return loader()
-            generation = raws[0].decode() if raws[0] else "0"
-            cached = self._decode(page_key, raws[1])
-            if cached is not _MISSING and isinstance(cached, dict) and cached.get("gen") == generation:
+            generation, items = self.read_page(page_key, raws)
+            if items is not None:
                 self._count(1, 0)
-                return cached["items"]
+                return items
             items = self._load_under_lock(lock_key, page_key, generation, loader)
             if items is not _MISSING:
                 self._count(0, 1)
@@ -117,6 +116,14 @@ class UserFeedCache(CacheAsideStrategy):
                 self._count(0, 1)
                 return loader()
             time.sleep(0.005)
+
+    def read_page(self, page_key: str, raws: list[bytes | None]) -> tuple[str, list[dict] | None]:
+        """From MGET(generation, page): (current generation, the page's items if servable)."""
+        generation = raws[0].decode() if raws[0] else "0"
+        cached = self._decode(page_key, raws[1])
+        if isinstance(cached, dict) and cached.get("gen") == generation:
+            return generation, cached["items"]
+        return generation, None
 
     def _load_under_lock(self, lock_key: str, page_key: str, generation: str, loader: Callable):
         """Run the loader and store its page if we win the lock; _MISSING if someone else has it."""

@@ -20,6 +20,8 @@ BEAT_SCHEDULE = [
     ("relay-outbox", "BEAT_OUTBOX_RELAY_SECONDS", "workers.relay_outbox"),
     ("trim-streams", "BEAT_STREAM_TRIM_SECONDS", "workers.trim_streams"),
     ("reclaim-pending", "BEAT_RECLAIM_SECONDS", "workers.reclaim_pending"),
+    ("warm-popular-posts", "BEAT_WARM_POSTS_SECONDS", "feed.warm_popular_posts"),
+    ("warm-active-feeds", "BEAT_WARM_FEEDS_SECONDS", "feed.warm_active_feeds"),
 ]
 
 

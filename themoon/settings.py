@@ -180,6 +180,18 @@ EVENTS_OUTBOX_RELAY_BATCH = env_int("EVENTS_OUTBOX_RELAY_BATCH", 500)
 # Followers per Celery task when a post invalidates many feeds.
 FEED_FANOUT_CHUNK = env_int("FEED_FANOUT_CHUNK", 1000)
 
+# --- Popularity and pre-warming --------------------------------------------------------------
+POPULARITY_BUCKET_SECONDS = env_int("POPULARITY_BUCKET_SECONDS", 3600)
+POPULARITY_BUCKETS = env_int("POPULARITY_BUCKETS", 24)  # a day of hourly buckets
+POPULARITY_HALF_LIFE_BUCKETS = env_float("POPULARITY_HALF_LIFE_BUCKETS", 6.0)
+POPULARITY_MAX_MEMBERS = env_int("POPULARITY_MAX_MEMBERS", 10_000)  # per bucket
+POPULARITY_FLUSH_EVERY = env_int("POPULARITY_FLUSH_EVERY", 100)  # points buffered per process
+WARM_POSTS_TOP_K = env_int("WARM_POSTS_TOP_K", 500)
+WARM_FEEDS_TOP_K = env_int("WARM_FEEDS_TOP_K", 200)
+WARM_FEED_PAGE_SIZE = env_int("WARM_FEED_PAGE_SIZE", 20)
+# Without popularity data (Redis flushed), rank among this many most recent posts by the database.
+WARM_RECENT_POSTS = env_int("WARM_RECENT_POSTS", 50_000)
+
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", redis_db_url(REDIS_URL, 1))
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
@@ -195,6 +207,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 BEAT_OUTBOX_RELAY_SECONDS = env_float("BEAT_OUTBOX_RELAY_SECONDS", 5.0)
 BEAT_STREAM_TRIM_SECONDS = env_float("BEAT_STREAM_TRIM_SECONDS", 60.0)
 BEAT_RECLAIM_SECONDS = env_float("BEAT_RECLAIM_SECONDS", 30.0)
+BEAT_WARM_POSTS_SECONDS = env_float("BEAT_WARM_POSTS_SECONDS", 300.0)
+BEAT_WARM_FEEDS_SECONDS = env_float("BEAT_WARM_FEEDS_SECONDS", 300.0)
 
 # --- API and chat ---------------------------------------------------------------------------
 API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 50)
