@@ -14,6 +14,7 @@ import redis
 from core.caching import is_tombstone
 from feed import queries
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
+from feed.popularity import tracker
 
 logger = logging.getLogger("feed")
 
@@ -24,6 +25,7 @@ feeds = UserFeedCache()
 
 def feed(user_id: int, page: int, size: int) -> list[dict[str, Any]]:
     """Page `page` of the user's feed (cached per generation), each post with its counts."""
+    tracker.record_user(user_id)  # counted in process: no round trip (feeds to pre-warm)
     items = feeds.get_feed(user_id, page, size, lambda: queries.feed_page(user_id, page, size))
     return with_counts(items)
 
@@ -36,7 +38,8 @@ def post(post_id: int) -> dict[str, Any] | None:
     stats = counts.get_counts(post_id, lambda: queries.post_stats_or_none(post_id))
     if stats is None:  # deleted between the two reads
         return None
-    return {**detail, "counts": stats}
+    tracker.record_post(post_id)  # counted in process: no round trip (posts to pre-warm)
+    return {**detail, "counts": _public(stats)}
 
 
 def post_exists(post_id: int) -> bool:
@@ -60,8 +63,13 @@ def with_counts(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         stats = cached.get(keys[item["id"]]) or loaded.get(item["id"])
         if stats is None or is_tombstone(stats):
             continue
-        result.append({**item, "counts": stats})
+        result.append({**item, "counts": _public(stats)})
     return result
+
+
+def _public(stats: dict[str, Any]) -> dict[str, Any]:
+    """The counters as the API shows them (without the cache's post_id and version)."""
+    return {"reactions": stats["reactions"], "comments": stats["comments"]}
 
 
 def _fill_counts(keys: dict[int, str], loaded: dict[int, dict[str, Any]]) -> None:

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from feed.models import AppUser, Comment, Follow, Post, Reaction
+from feed.popularity import COMMENT, REACTION, tracker
 
 
 class ServiceError(Exception):
@@ -101,14 +102,16 @@ def react(user: AppUser, post_id: int, kind: str) -> tuple[Reaction, bool]:
         with transaction.atomic():
             _lock_post(post_id)
             reaction = Reaction.objects.filter(user=user, post_id=post_id).first()
-            if reaction is None:
-                return Reaction.objects.create(user=user, post_id=post_id, kind=kind), True
-            if reaction.kind != kind:
+            created = reaction is None
+            if created:
+                reaction = Reaction.objects.create(user=user, post_id=post_id, kind=kind)
+            elif reaction.kind != kind:
                 reaction.kind = kind
                 reaction.save(update_fields=["kind"])
-            return reaction, False
     except IntegrityError as exc:  # the post was deleted under us (deferred FK check at commit)
         raise NotFound("post not found") from exc
+    tracker.record_post(post_id, REACTION)
+    return reaction, created
 
 
 def unreact(user: AppUser, post_id: int) -> bool:
@@ -126,9 +129,11 @@ def add_comment(user: AppUser, post_id: int, body: str) -> Comment:
     try:
         with transaction.atomic():
             _lock_post(post_id)
-            return Comment.objects.create(post_id=post_id, author=user, body=body)
+            comment = Comment.objects.create(post_id=post_id, author=user, body=body)
     except IntegrityError as exc:
         raise NotFound("post not found") from exc
+    tracker.record_post(post_id, COMMENT)
+    return comment
 
 
 # --- follows ----------------------------------------------------------------------------------

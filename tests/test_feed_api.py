@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from feed.auth import issue_token
 from feed.models import Comment, Follow, Post, Reaction
+from feed.schemas import FeedOut, PostOut
 from tests.factories import make_post, make_user
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -101,8 +102,10 @@ def test_create_get_update_delete_post(as_alice, alice):
     assert post["version"] == 1
     assert post["counts"] == {"reactions": dict.fromkeys(Reaction.Kind.values, 0), "comments": 0}
 
+    assert_shape(post, PostOut)
     url = f"/api/posts/{post['id']}"
     assert as_alice.get(url).json()["body"] == "hello moon"
+    assert_shape(as_alice.get(url).json(), PostOut)
 
     edited = post_json(as_alice, url, {"body": "edited"}, method="patch")
     assert edited.status_code == 200
@@ -271,6 +274,17 @@ def test_feed_holds_followed_and_own_posts_newest_first(as_bob, alice, bob):
     )
     assert body["items"][0]["counts"]["comments"] == 0
     assert (body["page"], body["size"], body["next_page"]) == (1, 20, None)
+    assert_shape(body, FeedOut)
+    for item in body["items"]:
+        assert_shape(item, PostOut)
+
+
+def assert_shape(payload: dict, schema) -> None:
+    """Posts are rendered without a pydantic pass: hold them to their documented schema."""
+    schema.model_validate(payload)
+    assert set(payload) == set(schema.model_fields)
+    if "counts" in payload:
+        assert set(payload["counts"]) == {"reactions", "comments"}
 
 
 def test_feed_pages_and_caps_size(as_alice, alice):
