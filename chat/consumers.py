@@ -180,7 +180,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_send(self.group, event)
 
     async def send_json(self, content: dict[str, Any]) -> None:
-        await self.send(text_data=orjson.dumps(content).decode())
+        try:
+            await self.send(text_data=orjson.dumps(content).decode())
+        except OSError:  # the client went away mid-send; its disconnect event cleans up
+            logger.debug("chat client gone before a frame was sent: conversation=%s", self.conversation_id)
 
     async def send_error(self, error: str) -> None:
         await self.send_json({"type": "error", "error": error})
