@@ -75,6 +75,8 @@ class Command(BaseCommand):
             bar.total = bar.n
             bar.refresh()
         self.bump_feed_cache()
+        if options["verbosity"] == 0:
+            return
         self.stdout.write(
             self.style.SUCCESS(
                 f"seeded {len(user_ids)} users, {n_follows} follows, {len(post_ids)} posts, "

@@ -1,0 +1,328 @@
+"""Feed read benchmark, on PostgreSQL (or SQLite) at DATABASE_URL's server, seeded by seed_demo:
+
+    python -m bench.feed [--users 10000] [--posts 200000] [--seconds 10] [--sample 200]
+
+Runs in a throwaway database next to DATABASE_URL's and on the bench Redis databases (see
+bench/harness.py; BENCH_REDIS_URL overrides), and measures in the same run:
+- feed page 1 read through UserFeedCache, hot, vs the uncached database query that fills it;
+- the same hot read vs a raw redis-py GET of the same bytes (what our layers add);
+- feed page + counts (the API's selector) hot vs its database equivalent;
+- HTTP requests/s for GET /api/feed, hot, through uvicorn (1 worker) as ASGI (as deployed) and as
+  WSGI, driven by wrk (or a threaded http.client loop when wrk is not installed) on loopback.
+Prints a markdown table; `run()` returns it for `python -m bench`.
+"""
+
+import argparse
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from http.client import HTTPConnection
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from bench.harness import bench_database, environment, table, time_per_op
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE_SIZE = 20
+ARGS = argparse.Namespace(users=10_000, posts=200_000, seconds=10.0, sample=200, seed=1)
+
+
+def _per_call(fn: Callable[[], object], calls: int) -> float:
+    """Seconds per call of `fn`: best of 5 rounds (the machine is shared; best-of filters noise)."""
+    return time_per_op(fn, calls, repeats=5)
+
+
+def _round_robin(fns: list[Callable[[], object]]) -> Callable[[], object]:
+    state = {"i": 0}
+
+    def call():
+        state["i"] = (state["i"] + 1) % len(fns)
+        return fns[state["i"]]()
+
+    return call
+
+
+def seed(users: int, posts: int, seed: int) -> tuple[int, int, int, float]:
+    from django.core.management import call_command
+
+    from feed.models import AppUser, Follow, Post
+
+    started = time.perf_counter()
+    call_command("seed_demo", users=users, posts=posts, seed=seed, verbosity=0)
+    elapsed = time.perf_counter() - started
+    return AppUser.objects.count(), Post.objects.count(), Follow.objects.count(), elapsed
+
+
+def sample_users(count: int, seed: int = 1) -> list[int]:
+    """Random users who follow someone (a feed with content), reproducibly."""
+    from feed.models import Follow
+
+    ids = sorted(set(Follow.objects.values_list("follower_id", flat=True).distinct()))
+    return random.Random(seed).sample(ids, min(count, len(ids)))
+
+
+def measure_reads(user_ids: list[int], calls: int) -> dict[str, float]:
+    import orjson
+    import redis
+    from django.conf import settings
+
+    from feed import queries, selectors
+    from feed.cache import UserFeedCache
+
+    feeds = UserFeedCache()
+    for user_id in user_ids:  # warm the caches
+        feeds.invalidate(user_id)
+        selectors.feed(user_id, 1, PAGE_SIZE)
+
+    missed = []
+
+    def hot(user_id: int) -> Callable[[], object]:
+        def read():
+            return feeds.get_feed(user_id, 1, PAGE_SIZE, lambda: missed.append(user_id) or [])
+
+        return read
+
+    raw_client = redis.Redis.from_url(settings.REDIS_URL)
+    page_keys = [feeds.page_key(user_id, 1, PAGE_SIZE) for user_id in user_ids]
+    assert all(raw_client.exists(key) for key in page_keys), "feed pages are not cached"
+
+    def db_with_counts(user_id: int) -> Callable[[], object]:
+        def read():
+            items = queries.feed_page(user_id, 1, PAGE_SIZE)
+            stats = queries.post_stats_many([item["id"] for item in items])
+            return [{**item, "counts": stats[item["id"]]} for item in items]
+
+        return read
+
+    results = {
+        "db": _per_call(_round_robin([lambda u=u: queries.feed_page(u, 1, PAGE_SIZE) for u in user_ids]), 50),
+        "hot": _per_call(_round_robin([hot(u) for u in user_ids]), calls),
+        "raw": _per_call(_round_robin([lambda k=k: raw_client.get(k) for k in page_keys]), calls),
+        "raw_loads": _per_call(
+            _round_robin([lambda k=k: orjson.loads(raw_client.get(k)) for k in page_keys]), calls
+        ),
+        "db_counts": _per_call(_round_robin([db_with_counts(u) for u in user_ids]), 50),
+        "hot_counts": _per_call(
+            _round_robin([lambda u=u: selectors.feed(u, 1, PAGE_SIZE) for u in user_ids]), calls // 2
+        ),
+        "page_bytes": statistics.median(len(raw_client.get(k)) for k in page_keys),
+    }
+    if missed:
+        raise RuntimeError(f"hot reads missed the cache {len(missed)} times")
+    return results
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("uvicorn exited early")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("uvicorn did not start")
+
+
+def _wrk(port: int, tokens: list[str], seconds: float, connections: int) -> tuple[float, str]:
+    script = "\n".join(
+        [
+            "local tokens = {" + ",".join(f'"{t}"' for t in tokens) + "}",
+            "local i = 0",
+            "request = function()",
+            "  i = i % #tokens + 1",
+            '  return wrk.format("GET", "/api/feed", {["Authorization"] = "Bearer " .. tokens[i]})',
+            "end",
+        ]
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{int(seconds)}s",
+                "--latency",
+                "-s",
+                handle.name,
+                f"http://127.0.0.1:{port}/api/feed",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(handle.name)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} error responses:\n{out}")
+    p50 = re.search(r"50%\s+(\S+)", out).group(1)
+    p99 = re.search(r"99%\s+(\S+)", out).group(1)
+    return rate, f"wrk -t2 -c{connections}, p50 {p50}, p99 {p99}"
+
+
+def _threaded_client(port: int, tokens: list[str], seconds: float, connections: int) -> tuple[float, str]:
+    done = []
+    failures = []
+    deadline = time.monotonic() + seconds
+
+    def loop(token: str) -> None:
+        conn = HTTPConnection("127.0.0.1", port, timeout=10)
+        count = 0
+        while time.monotonic() < deadline:
+            conn.request("GET", "/api/feed", headers={"Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                failures.append(response.status)
+            count += 1
+        done.append(count)
+
+    threads = [threading.Thread(target=loop, args=(tokens[i % len(tokens)],)) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} error responses, e.g. {failures[0]}")
+    return sum(done) / seconds, f"threaded http.client, {connections} connections"
+
+
+def measure_http(
+    user_ids: list[int], seconds: float, interface: str, connections: int = 16
+) -> tuple[float, str]:
+    """GET /api/feed through uvicorn (1 worker) with `interface` "asgi" (themoon.asgi, as deployed)
+    or "wsgi" (themoon.wsgi through uvicorn's WSGI adapter: a pool of 10 reused threads).
+
+    Under ASGI, Django runs each request's sync code in a fresh thread, so persistent database
+    connections (CONN_MAX_AGE > 0) pile up one per request until PostgreSQL refuses clients: the
+    ASGI run uses DATABASE_CONN_MAX_AGE=0, a new connection per request. The WSGI run keeps them.
+    """
+    from feed import selectors
+    from feed.auth import issue_token
+    from feed.models import AppUser
+
+    users = list(AppUser.objects.filter(pk__in=user_ids[:20]))
+    tokens = [issue_token(user) for user in users]
+    for user in users:
+        selectors.feed(user.pk, 1, PAGE_SIZE)  # hot
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_DEBUG": "false", "LOG_LEVEL": "WARNING"}
+    if interface == "asgi":
+        env["DATABASE_CONN_MAX_AGE"] = "0"
+        app = ["themoon.asgi:application", "--interface", "asgi3", "--lifespan", "off"]
+    else:
+        app = ["themoon.wsgi:application", "--interface", "wsgi"]
+    command = [sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+               "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        _wait_for(port, proc)
+        # Warm up: connections, the thread pool, and a first request per token.
+        for token in tokens:
+            conn = HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/api/feed", headers={"Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GET /api/feed answered {response.status}")
+        driver = _wrk if shutil.which("wrk") else _threaded_client
+        return driver(port, tokens, seconds, connections)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _database_url() -> str:
+    """DATABASE_URL pointed at the throwaway database this run uses."""
+    from django.db import connection
+
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{name}"
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f} µs"
+
+
+def run(args: argparse.Namespace = ARGS) -> str:
+    with bench_database():
+        n_users, n_posts, n_follows, seeded = seed(args.users, args.posts, args.seed)
+        user_ids = sample_users(args.sample, args.seed)
+        reads = measure_reads(user_ids, calls=2000)
+        asgi_rate, asgi_how = measure_http(user_ids, args.seconds, "asgi")
+        wsgi_rate, wsgi_how = measure_http(user_ids, args.seconds, "wsgi")
+    rows = [
+        ("feed page 1, uncached DB query (`queries.feed_page`)", _us(reads["db"]), "", "", ""),
+        ("feed page 1 via `UserFeedCache.get_feed`, hot", _us(reads["hot"]), "DB query",
+         f"{reads['db'] / reads['hot']:.1f}x faster", ">= 30x"),
+        (f"raw redis-py GET of the same bytes ({reads['page_bytes'] / 1024:.1f} KB)",
+         _us(reads["raw"]), "", "", ""),
+        ("hot `get_feed` vs raw GET", "", "raw GET",
+         f"{reads['hot'] / reads['raw']:.2f}x the time", "<= 1.5x"),
+        ("raw GET + `orjson.loads` (the decode get_feed must do too)", _us(reads["raw_loads"]), "", "", ""),
+        ("hot `get_feed` vs raw GET + decode", "", "raw GET + loads",
+         f"{reads['hot'] / reads['raw_loads']:.2f}x the time", ""),
+        ("page + counts, DB (`feed_page` + `post_stats_many`)", _us(reads["db_counts"]), "", "", ""),
+        ("page + counts via `selectors.feed`, hot (2 round trips)", _us(reads["hot_counts"]), "DB",
+         f"{reads['db_counts'] / reads['hot_counts']:.1f}x faster", ""),
+        ("HTTP GET /api/feed hot: uvicorn ASGI (as deployed), 1 worker, CONN_MAX_AGE=0",
+         f"{asgi_rate:,.0f} req/s", "", asgi_how, ""),
+        ("HTTP GET /api/feed hot: same app as WSGI in uvicorn (10 threads, persistent DB conns)",
+         f"{wsgi_rate:,.0f} req/s", "", wsgi_how, ""),
+    ]  # fmt: skip
+    return "\n".join(
+        [
+            f"### Feed reads ({environment()})",
+            "",
+            f"{n_users:,} users, {n_posts:,} posts, {n_follows:,} follows (seed_demo in {seeded:.0f} s); "
+            f"{len(user_ids)} random users who follow someone, page size {PAGE_SIZE}; per-call times "
+            "are the best of 5 rounds, reads round-robin over those users.",
+            "",
+            table(["measurement", "time / rate", "baseline", "ratio", "target"], rows),
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=ARGS.users)
+    parser.add_argument("--posts", type=int, default=ARGS.posts)
+    parser.add_argument("--seconds", type=float, default=ARGS.seconds, help="HTTP load per server")
+    parser.add_argument("--sample", type=int, default=ARGS.sample, help="users whose feeds are read")
+    parser.add_argument("--seed", type=int, default=ARGS.seed)
+    print(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
