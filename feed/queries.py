@@ -12,18 +12,28 @@ from django.db.models.functions import Coalesce
 from feed.models import AppUser, Comment, Follow, Post, Reaction
 from feed.payloads import post_detail, post_stats
 
+# Above this many followees the author list goes to the database as a subquery instead.
+FEED_INLINE_AUTHORS_MAX = 5000
+
 
 def feed_page(user_id: int, page: int, size: int) -> list[dict[str, Any]]:
     """Page `page` (1-based) of `size` posts by the people `user_id` follows and by themself, newest
-    (highest id) first. One query: author IN (followees) OR author = self, on the (author, -id)
-    index, the author joined in."""
-    followees = Follow.objects.filter(follower_id=user_id).values("followee_id")
+    (highest id) first, author joined in.
+
+    Two indexed queries: the followee ids, then the posts WHERE author_id IN (those ids, self). With
+    the ids as constants the planner sees how much each author posts and picks, per user, between
+    walking the primary key backwards (followees who post a lot) and the (author, -id) index
+    (followees who rarely post). With a subquery instead it has one plan for everybody, and on the
+    demo data (10k users, 200k posts) its p99 was 3x and its worst case 8x the two-step's.
+    """
+    followees = Follow.objects.filter(follower_id=user_id).values_list("followee_id", flat=True)
+    author_ids = list(followees[: FEED_INLINE_AUTHORS_MAX + 1])
+    if len(author_ids) > FEED_INLINE_AUTHORS_MAX:
+        authors = Q(author_id__in=followees) | Q(author_id=user_id)
+    else:
+        authors = Q(author_id__in=[*author_ids, user_id])
     offset = (page - 1) * size
-    posts = (
-        Post.objects.filter(Q(author_id__in=followees) | Q(author_id=user_id))
-        .select_related("author")
-        .order_by("-id")[offset : offset + size]
-    )
+    posts = Post.objects.filter(authors).select_related("author").order_by("-id")[offset : offset + size]
     return [post_detail(post) for post in posts]
 
 

@@ -391,3 +391,17 @@ def test_fuzzed_writes_never_answer_500(as_alice, body, post_id):
 def test_fuzzed_query_strings_never_answer_500(as_alice, page, size, cursor):
     assert as_alice.get("/api/feed", {"page": page, "size": size}).status_code < 500
     assert as_alice.get("/api/posts/1/comments", {"cursor": cursor, "size": size}).status_code < 500
+
+
+def test_feed_query_gives_the_same_page_with_a_subquery_for_many_followees(monkeypatch, alice, bob):
+    from feed import queries
+
+    carol = make_user("carol")
+    Follow.objects.create(follower=bob, followee=alice)
+    Follow.objects.create(follower=bob, followee=carol)
+    for i in range(6):
+        make_post([alice, bob, carol, make_user()][i % 4], f"p{i}")
+    inline = queries.feed_page(bob.pk, 1, 3) + queries.feed_page(bob.pk, 2, 3)
+    monkeypatch.setattr(queries, "FEED_INLINE_AUTHORS_MAX", 1)
+    assert queries.feed_page(bob.pk, 1, 3) + queries.feed_page(bob.pk, 2, 3) == inline
+    assert [item["body"] for item in inline] == ["p5", "p4", "p2", "p1", "p0"]
