@@ -405,3 +405,60 @@ def test_feed_query_gives_the_same_page_with_a_subquery_for_many_followees(monke
     monkeypatch.setattr(queries, "FEED_INLINE_AUTHORS_MAX", 1)
     assert queries.feed_page(bob.pk, 1, 3) + queries.feed_page(bob.pk, 2, 3) == inline
     assert [item["body"] for item in inline] == ["p5", "p4", "p2", "p1", "p0"]
+
+
+def _concurrently(calls: list) -> list[int]:
+    """Run the calls at once from their own threads (own DB connections); their status codes."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(len(calls))
+    statuses: list[int] = []
+
+    def run(call):
+        try:
+            barrier.wait(5)
+            statuses.append(call().status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return statuses
+
+
+@pytest.fixture
+def postgres_only():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers: SQLite serializes whole transactions")
+
+
+@pytest.mark.usefixtures("postgres_only")
+def test_racing_double_writes_never_answer_500(alice, bob):
+    post = make_post(alice)
+    clients = [client_for(bob) for _ in range(6)]
+    follows = _concurrently([lambda c=c: c.post(f"/api/users/{alice.pk}/follow") for c in clients])
+    assert sorted(follows) == [200] * 5 + [201]
+    assert Follow.objects.filter(follower=bob, followee=alice).count() == 1
+
+    kinds = ["like", "love", "wow", "sad", "angry", "laugh"]
+    reactions = _concurrently(
+        [
+            lambda c=c, k=k: post_json(c, f"/api/posts/{post.pk}/reactions", {"kind": k})
+            for c, k in zip(clients, kinds, strict=True)
+        ]
+    )
+    assert sorted(reactions) == [200] * 5 + [201]
+    assert Reaction.objects.filter(post=post, user=bob).count() == 1
+
+    registrations = _concurrently(
+        [lambda: post_json(Client(), "/api/auth/register", {"username": "twin", "password": "pass-word-123"})]
+        * 6
+    )
+    assert sorted(registrations) == [201] + [409] * 5
