@@ -28,12 +28,20 @@ CLOSE_NOT_A_PARTICIPANT = 4403
 
 messages_cache = ConversationMessagesCache()
 presence = OnlineStatusCache()
-typing = TypingIndicatorCache()
+typists = TypingIndicatorCache()
 
 
 def in_thread(fn):
     """Run a Redis-only call in a worker thread (not the single thread the ORM calls share)."""
     return sync_to_async(fn, thread_sensitive=False)
+
+
+def write_in_pool(fn):
+    """Run a database write in the thread pool rather than the one thread Channels gives the ORM:
+    saves from many sockets then commit in parallel instead of queueing behind each other. Each
+    pool thread keeps its own connection, closed when stale like any other (close_old_connections).
+    """
+    return database_sync_to_async(fn, thread_sensitive=False)
 
 
 def group_name(conversation_id: int) -> str:
@@ -44,6 +52,7 @@ def group_name(conversation_id: int) -> str:
 class ChatConsumer(AsyncWebsocketConsumer):
     user = None
     joined = False
+    is_typing = False
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -73,7 +82,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.joined = False
         await self.channel_layer.group_discard(self.group, self.channel_name)
-        await in_thread(typing.clear_typing)(self.conversation_id, self.user.pk)
+        await in_thread(typists.clear_typing)(self.conversation_id, self.user.pk)
         still_online = await in_thread(presence.mark_offline)(self.user.pk, self.channel_name)
         if not still_online:
             await self._broadcast_presence(online=False)
@@ -122,9 +131,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_message(self, frame: dict[str, Any]) -> None:
         try:
             body = services.validate_body(frame.get("body"))
-            message = await database_sync_to_async(services.send_message)(
-                self.user, self.conversation_id, body
-            )
+            message = await write_in_pool(services.send_message)(self.user, self.conversation_id, body)
         except services.InvalidChatInput as exc:
             await self.send_error(str(exc))
             return
@@ -132,17 +139,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error("you are no longer in this conversation")
             await self.close(code=CLOSE_NOT_A_PARTICIPANT)
             return
-        await in_thread(typing.clear_typing)(self.conversation_id, self.user.pk)
         await self.channel_layer.group_send(
             self.group, {"type": "chat.message", "message": message_payload(message)}
         )
+        if self.is_typing:  # a sent message ends the typing; skip the round trip when there was none
+            self.is_typing = False
+            await in_thread(typists.clear_typing)(self.conversation_id, self.user.pk)
 
     async def on_typing(self, frame: dict[str, Any]) -> None:
-        active = frame.get("typing", True) is not False
+        active = self.is_typing = frame.get("typing", True) is not False
         if active:
-            await in_thread(typing.set_typing)(self.conversation_id, self.user.pk)
+            await in_thread(typists.set_typing)(self.conversation_id, self.user.pk)
         else:
-            await in_thread(typing.clear_typing)(self.conversation_id, self.user.pk)
+            await in_thread(typists.clear_typing)(self.conversation_id, self.user.pk)
         await self.channel_layer.group_send(
             self.group,
             {

@@ -1,0 +1,287 @@
+"""Chat benchmark: WebSocket throughput and broadcast latency, and opening a conversation.
+
+    python -m bench.chat [--clients 50] [--room-size 5] [--seconds 6]
+
+(a) --clients concurrent `websockets` clients against uvicorn (a subprocess on loopback, serving
+    themoon.asgi), each sending messages in a closed loop (send, wait for its own echo, repeat) for
+    --seconds: messages/s accepted (saved, published, broadcast) and broadcast latency p50/p99
+    (send -> the last member of the room received it). Once in rooms of --room-size, once with
+    every client in one room (the fan-out baseline is the small rooms).
+(b) Opening a conversation: its last 50 messages from the warm cache vs from the database (the
+    baseline), in-process; and over the WebSocket (connect -> history frame) warm vs cold cache.
+Runs on the harness's throwaway databases; everything on loopback; bounded by the time limits above.
+"""
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from bench.harness import bench_database, environment, median, per_second, percentile, table, time_per_op
+
+ARGS = argparse.Namespace(clients=50, room_size=5, seconds=6.0, opens=40)
+ROOT = Path(__file__).resolve().parent.parent
+UVICORN = [
+    sys.executable,
+    "-m",
+    "uvicorn",
+    "themoon.asgi:application",
+    "--host",
+    "127.0.0.1",
+    "--log-level",
+    "warning",
+]
+
+
+# --- setup -----------------------------------------------------------------------------------------
+
+
+def _people(count: int):
+    from feed.auth import issue_token
+    from feed.models import AppUser
+
+    users = AppUser.objects.bulk_create(
+        [AppUser(username=f"chat-bench-{i}", password="!") for i in range(count)]
+    )
+    return [(user, issue_token(user)) for user in users]
+
+
+def _rooms(people, size: int) -> list[tuple[int, list[tuple[int, str]]]]:
+    """Conversations of `size` members: (conversation id, [(user id, token), ...])."""
+    from chat.testing import make_conversation
+
+    rooms = []
+    for start in range(0, len(people), size):
+        members = people[start : start + size]
+        conversation = make_conversation(*(user for user, _ in members))
+        rooms.append((conversation.pk, [(user.pk, token) for user, token in members]))
+    return rooms
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        auth = quote(db["USER"] or "") + (":" + quote(db["PASSWORD"]) if db["PASSWORD"] else "")
+        return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return f"sqlite:///{db['NAME']}"
+
+
+class Server:
+    """uvicorn on a free loopback port, terminated on exit."""
+
+    def __enter__(self) -> "Server":
+        import socket
+
+        from django.conf import settings
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = {
+            **os.environ,
+            "REDIS_URL": settings.REDIS_URL,
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "DATABASE_URL": _database_url(),
+        }
+        self.process = subprocess.Popen(
+            [*UVICORN, "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError("uvicorn exited during startup")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            if time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError("uvicorn did not listen within 20 s")
+            time.sleep(0.1)
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+    def url(self, conversation_id: int, token: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/chat/{conversation_id}/?token={token}"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+# --- (a) throughput and broadcast latency ------------------------------------------------------------
+
+
+async def _load(server: Server, rooms, seconds: float) -> tuple[int, float, list[float], int]:
+    """Returns (messages accepted, elapsed seconds, broadcast latencies, incomplete broadcasts)."""
+    import orjson
+    from websockets.asyncio.client import connect
+
+    sent: dict[str, float] = {}
+    arrivals: dict[str, list[float]] = {}
+    room_size: dict[str, int] = {}
+    echoes: dict[str, asyncio.Event] = {}
+
+    async def read(ws, user_id: int) -> None:
+        async for raw in ws:
+            frame = orjson.loads(raw)
+            if frame["type"] == "message":
+                body = frame["message"]["body"]
+                arrivals.setdefault(body, []).append(time.perf_counter())
+                if frame["message"]["sender_id"] == user_id and body in echoes:
+                    echoes[body].set()
+
+    clients = []  # (websocket, its user id, its room's size)
+    for conversation_id, members in rooms:
+        for user_id, token in members:
+            ws = await connect(server.url(conversation_id, token), origin=server.origin, open_timeout=30)
+            history = orjson.loads(await ws.recv())
+            assert history["type"] == "history", history
+            clients.append((ws, user_id, len(members)))
+    readers = [asyncio.create_task(read(ws, user_id)) for ws, user_id, _ in clients]
+    accepted = 0
+    end = time.perf_counter() + seconds
+
+    async def talk(index: int, ws, size: int) -> None:
+        nonlocal accepted
+        seq = 0
+        while time.perf_counter() < end:
+            body = f"{index}:{seq}"
+            seq += 1
+            echoes[body], room_size[body] = asyncio.Event(), size
+            sent[body] = time.perf_counter()
+            await ws.send(orjson.dumps({"type": "message", "body": body}).decode())
+            await asyncio.wait_for(echoes[body].wait(), timeout=30)
+            accepted += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(talk(i, ws, size) for i, (ws, _, size) in enumerate(clients)))
+    elapsed = time.perf_counter() - started
+    grace = time.perf_counter() + 5  # let the last broadcasts land
+    while time.perf_counter() < grace and any(len(arrivals.get(b, ())) < room_size[b] for b in sent):
+        await asyncio.sleep(0.02)
+    latencies = [max(arrivals[b]) - t for b, t in sent.items() if len(arrivals.get(b, ())) >= room_size[b]]
+    for ws, _, _ in clients:
+        await ws.close()
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    return accepted, elapsed, latencies, len(sent) - len(latencies)
+
+
+def throughput(server: Server, people, room_size: int, seconds: float) -> list[tuple]:
+    rows = []
+    for label, size in ((f"rooms of {room_size}", room_size), (f"one room of {len(people)}", len(people))):
+        rooms = _rooms(people, size)
+        accepted, elapsed, latencies, lost = asyncio.run(_load(server, rooms, seconds))
+        rate = per_second(accepted, elapsed)
+        if size == room_size:
+            base_rate, base_p50 = rate, median(latencies)
+        note = "baseline" if size == room_size else f"{rate / base_rate:.2f}x the rate"
+        rows.append((f"{len(people)} clients, {label}: messages/s accepted", f"{rate:,.0f}/s", note))
+        p50, p99 = median(latencies) * 1000, percentile(latencies, 99) * 1000
+        note = "baseline" if size == room_size else f"{p50 / (base_p50 * 1000):.2f}x the p50"
+        rows.append(
+            (f"{len(people)} clients, {label}: broadcast p50 / p99", f"{p50:.1f} / {p99:.1f} ms", note)
+        )
+        if lost:
+            rows.append((f"{label}: broadcasts not seen by every member", str(lost), "should be 0"))
+    return rows
+
+
+# --- (b) opening a conversation ----------------------------------------------------------------------
+
+
+def open_times(server: Server, people, opens: int) -> list[tuple]:
+    import orjson
+    from websockets.asyncio.client import connect
+
+    from chat.cache import ConversationMessagesCache
+    from chat.models import Message
+    from chat.selectors import latest_messages
+
+    (ann, ann_token), (bob, _) = people[0], people[1]
+    conversation_id = _rooms(people[:2], 2)[0][0]
+    Message.objects.bulk_create(
+        Message(conversation_id=conversation_id, sender=ann if i % 2 else bob, body=f"history {i} " * 8)
+        for i in range(80)
+    )
+    cache = ConversationMessagesCache()
+    assert len(cache.get_messages(conversation_id)) == 50  # warm
+    warm = time_per_op(lambda: cache.get_messages(conversation_id), 300)
+    database = time_per_op(lambda: latest_messages(conversation_id, 50), 300)
+
+    async def open_ws(cold: bool) -> list[float]:
+        times = []
+        for _ in range(opens):
+            if cold:
+                cache.invalidate(conversation_id)
+            start = time.perf_counter()
+            ws = await connect(server.url(conversation_id, ann_token), origin=server.origin)
+            history = orjson.loads(await ws.recv())
+            times.append(time.perf_counter() - start)
+            assert len(history["messages"]) == 50
+            await ws.close()
+        return times
+
+    ws_warm, ws_cold = median(asyncio.run(open_ws(False))), median(asyncio.run(open_ws(True)))
+    return [
+        (
+            "open: last 50 messages from the database (query + payloads)",
+            f"{database * 1e6:,.0f} µs",
+            "baseline",
+        ),
+        (
+            "open: last 50 messages from the warm cache (1 ZRANGEBYSCORE + decode)",
+            f"{warm * 1e6:,.0f} µs",
+            f"{database / warm:.1f}x faster",
+        ),
+        (
+            "WebSocket connect -> history frame, cold cache (fill from DB)",
+            f"{ws_cold * 1000:.2f} ms",
+            "baseline",
+        ),
+        (
+            "WebSocket connect -> history frame, warm cache",
+            f"{ws_warm * 1000:.2f} ms",
+            f"{ws_cold / ws_warm:.2f}x faster",
+        ),
+    ]
+
+
+def run(args: argparse.Namespace = ARGS) -> str:
+    with bench_database():
+        people = _people(args.clients)
+        with Server() as server:
+            rows = throughput(server, people, args.room_size, args.seconds)
+            rows += open_times(server, people, args.opens)
+        env = environment()
+    return f"### Chat ({env})\n\n" + table(["measure", "figure", "vs baseline"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=ARGS.clients)
+    parser.add_argument("--room-size", type=int, default=ARGS.room_size)
+    parser.add_argument("--seconds", type=float, default=ARGS.seconds)
+    parser.add_argument("--opens", type=int, default=ARGS.opens)
+    print(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
