@@ -462,3 +462,12 @@ def test_racing_double_writes_never_answer_500(alice, bob):
         * 6
     )
     assert sorted(registrations) == [201] + [409] * 5
+
+
+def test_openapi_documents_every_feed_route():
+    schema = Client().get("/api/openapi.json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    for path in ("/api/feed", "/api/posts/{post_id}", "/api/posts/{post_id}/reactions", "/api/auth/token"):
+        assert path in paths
+    assert Client().get("/api/docs").status_code == 200
