@@ -1,0 +1,163 @@
+"""CacheAsideStrategy.get_or_load: one loader for N concurrent misses, no stale fill after a write."""
+
+import threading
+import time
+
+import pytest
+
+from core.caching import CacheAsideStrategy, CacheSerializer
+from core.caching.strategies import LEASE_PREFIX, stats
+
+
+class Posts(CacheAsideStrategy):
+    namespace = "aside"
+    default_ttl = 60
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def posts():
+    return Posts()
+
+
+def test_miss_loads_and_fills_then_hits(posts, redis_client):
+    key = posts.key("post", 1)
+    calls = []
+    assert posts.get_or_load(key, lambda: calls.append(1) or {"id": 1}, ttl=30) == {"id": 1}
+    assert posts.get_or_load(key, lambda: calls.append(1) or {"id": "other"}) == {"id": 1}
+    assert calls == [1]
+    assert CacheSerializer.loads(redis_client.get(key)) == {"id": 1}
+    assert 0 < redis_client.pttl(key) <= 30_000
+    assert stats.snapshot()["aside"] == {"hits": 1, "misses": 1}
+
+
+def test_fifty_concurrent_misses_run_the_loader_once_and_all_get_its_value(posts):
+    key = posts.key("post", "hot")
+    lock = threading.Lock()
+    loads = 0
+    start = threading.Barrier(50)
+    results: list[object] = [None] * 50
+    errors: list[BaseException] = []
+
+    def loader():
+        nonlocal loads
+        with lock:
+            loads += 1
+        time.sleep(0.1)
+        return {"id": "hot", "body": "the one load"}
+
+    def reader(i):
+        try:
+            start.wait()
+            results[i] = posts.get_or_load(key, loader)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not errors
+    assert loads == 1
+    assert results == [{"id": "hot", "body": "the one load"}] * 50
+    assert stats.snapshot()["aside"] == {"hits": 49, "misses": 1}
+
+
+def test_loader_that_raises_releases_the_lease_so_the_next_call_loads(posts, redis_client):
+    key = posts.key("post", "flaky")
+
+    def failing():
+        assert redis_client.get(key).startswith(LEASE_PREFIX)  # the lease was held while loading
+        raise Boom
+
+    with pytest.raises(Boom):
+        posts.get_or_load(key, failing)
+    assert redis_client.exists(key) == 0
+    started = time.monotonic()
+    assert posts.get_or_load(key, lambda: {"ok": True}) == {"ok": True}
+    assert time.monotonic() - started < 0.2  # no waiting on a lease left behind
+    assert posts.get(key) == {"ok": True}
+
+
+def start_load_and_pause(posts, key, loaded_value):
+    """Run get_or_load in a thread whose loader stops mid-load until released."""
+    loading, release = threading.Event(), threading.Event()
+    outcome = {}
+
+    def loader():
+        loading.set()
+        assert release.wait(5)
+        return loaded_value
+
+    def run():
+        outcome["value"] = posts.get_or_load(key, loader)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert loading.wait(5)
+    return release, thread, outcome
+
+
+def test_fill_that_raced_a_newer_write_is_dropped(posts):
+    key = posts.key("post", 7)
+    release, thread, outcome = start_load_and_pause(posts, key, {"id": 7, "body": "old", "version": 1})
+    # While the loader is reading the database, a writer commits version 2 and writes it through.
+    assert posts.set_if_newer(key, {"id": 7, "body": "new", "version": 2}) is True
+    release.set()
+    thread.join(5)
+    assert outcome["value"] == {"id": 7, "body": "old", "version": 1}  # the caller gets what it loaded
+    assert posts.get(key) == {"id": 7, "body": "new", "version": 2}  # but the cache keeps the write
+
+
+def test_fill_that_raced_a_delete_is_dropped(posts, redis_client):
+    key = posts.key("post", 8)
+    release, thread, outcome = start_load_and_pause(posts, key, {"id": 8, "body": "before delete"})
+    posts.delete(key)  # an invalidation lands while the loader runs
+    release.set()
+    thread.join(5)
+    assert outcome["value"] == {"id": 8, "body": "before delete"}
+    assert redis_client.exists(key) == 0  # no stale value left behind
+
+
+def test_fill_that_raced_a_plain_set_is_dropped(posts):
+    key = posts.key("post", 9)
+    release, thread, _ = start_load_and_pause(posts, key, "stale")
+    posts.set(key, "fresh")
+    release.set()
+    thread.join(5)
+    assert posts.get(key) == "fresh"
+
+
+def test_waiter_loads_itself_when_the_lease_holder_takes_too_long(posts, settings):
+    settings.CACHE_LEASE_WAIT_SECONDS = 0.1
+    key = posts.key("post", "slow")
+    release, thread, _ = start_load_and_pause(posts, key, "from the slow holder")
+    try:
+        started = time.monotonic()
+        assert posts.get_or_load(key, lambda: "waited then loaded") == "waited then loaded"
+        assert 0.09 <= time.monotonic() - started < 1.0
+    finally:
+        release.set()
+        thread.join(5)
+    assert posts.get(key) == "from the slow holder"  # the holder's fill still lands
+
+
+def test_lease_expires_if_its_holder_dies(posts, settings, redis_client):
+    settings.CACHE_LEASE_SECONDS = 0.2
+    key = posts.key("post", "orphan")
+    assert posts._take_lease(key, LEASE_PREFIX + b"dead-process")  # a holder that never comes back
+    assert 0 < redis_client.pttl(key) <= 200
+    time.sleep(0.25)
+    assert posts.get_or_load(key, lambda: "reloaded") == "reloaded"
+    assert posts.get(key) == "reloaded"
+
+
+def test_a_lease_is_never_returned_as_a_value(posts):
+    key = posts.key("post", "leased")
+    posts._take_lease(key, LEASE_PREFIX + b"someone")
+    assert posts.get(key, "miss") == "miss"
+    assert posts.get_many([key]) == {}
