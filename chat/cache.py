@@ -232,12 +232,12 @@ class ConversationMessagesCache(WriteThroughCacheStrategy):
 
     # --- writes, queued on the stream consumer's pipeline (errors propagate) -------------------
 
-    def queue_upsert(self, pipe: redis.client.Pipeline, message: dict[str, Any]) -> None:
+    def add_message(self, pipe: redis.client.Pipeline, message: dict[str, Any]) -> None:
         """Add or replace `message` if the conversation is cached and this version is newer."""
         args = [message["id"], int(message["version"]), serializer.dumps(message), self.ttl_ms(None)]
         _UPSERT(pipe, [self.messages_key(message["conversation_id"])], [*args, CAP])
 
-    def queue_remove(self, pipe: redis.client.Pipeline, conversation_id: int, message_id: int) -> None:
+    def remove_message(self, pipe: redis.client.Pipeline, conversation_id: int, message_id: int) -> None:
         """Drop the message and remember it as deleted, if the conversation is cached."""
         args = [message_id, self.ttl_ms(None), CAP]
         _REMOVE(pipe, [self.messages_key(conversation_id)], args)

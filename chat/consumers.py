@@ -4,7 +4,8 @@ Authentication: the session (browsers), or a token as `?token=` or `Authorizatio
 clients). Only participants may join: anyone else is accepted and closed at once with 4403 (4401
 without credentials), because a close before the handshake completes reaches the client as a bare
 HTTP 403 with no code. Frames are JSON objects with a `type`; a frame we can't use gets an `error`
-frame back and the connection stays open. Database and Redis calls run in threads, never on the loop.
+frame back and the connection stays open. Database and Redis calls run in a thread pool, never on
+the event loop.
 """
 
 import logging
@@ -12,7 +13,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -31,15 +31,12 @@ presence = OnlineStatusCache()
 typists = TypingIndicatorCache()
 
 
-def in_thread(fn):
-    """Run a Redis-only call in a worker thread (not the single thread the ORM calls share)."""
-    return sync_to_async(fn, thread_sensitive=False)
+def off_loop(fn):
+    """Run a blocking call (ORM, sync Redis) in the thread pool, never on the event loop.
 
-
-def write_in_pool(fn):
-    """Run a database write in the thread pool rather than the one thread Channels gives the ORM:
-    saves from many sockets then commit in parallel instead of queueing behind each other. Each
-    pool thread keeps its own connection, closed when stale like any other (close_old_connections).
+    Not in the one thread Channels gives the ORM by default: saves and reads from many sockets then
+    run in parallel instead of queueing behind each other. Each pool thread keeps its own database
+    connection, closed when stale like any other (close_old_connections around every call).
     """
     return database_sync_to_async(fn, thread_sensitive=False)
 
@@ -64,16 +61,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.user is None:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        members = await database_sync_to_async(selectors.participant_ids)(self.conversation_id)
+        members = await off_loop(selectors.participant_ids)(self.conversation_id)
         if self.user.pk not in members:
             await self.close(code=CLOSE_NOT_A_PARTICIPANT)
             return
         self.joined = True
         await self.channel_layer.group_add(self.group, self.channel_name)
-        history = await database_sync_to_async(messages_cache.get_messages)(self.conversation_id)
+        history = await off_loop(messages_cache.get_messages)(self.conversation_id)
         await self.send_json({"type": "history", "messages": history})
-        await in_thread(presence.mark_online)(self.user.pk, self.channel_name)
-        online = await in_thread(presence.online_among)(members)
+        await off_loop(presence.mark_online)(self.user.pk, self.channel_name)
+        online = await off_loop(presence.online_among)(members)
         await self.send_json({"type": "presence", "online": sorted(online)})
         await self._broadcast_presence(online=True)
 
@@ -82,15 +79,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.joined = False
         await self.channel_layer.group_discard(self.group, self.channel_name)
-        await in_thread(typists.clear_typing)(self.conversation_id, self.user.pk)
-        still_online = await in_thread(presence.mark_offline)(self.user.pk, self.channel_name)
+        await off_loop(typists.clear_typing)(self.conversation_id, self.user.pk)
+        still_online = await off_loop(presence.mark_offline)(self.user.pk, self.channel_name)
         if not still_online:
             await self._broadcast_presence(online=False)
 
     async def _authenticate(self):
         token = self._token()
         if token:
-            return await database_sync_to_async(user_for_token)(token)
+            return await off_loop(user_for_token)(token)
         user = self.scope.get("user")
         return user if user is not None and user.is_authenticated else None
 
@@ -131,7 +128,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_message(self, frame: dict[str, Any]) -> None:
         try:
             body = services.validate_body(frame.get("body"))
-            message = await write_in_pool(services.send_message)(self.user, self.conversation_id, body)
+            message = await off_loop(services.send_message)(self.user, self.conversation_id, body)
         except services.InvalidChatInput as exc:
             await self.send_error(str(exc))
             return
@@ -144,14 +141,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         if self.is_typing:  # a sent message ends the typing; skip the round trip when there was none
             self.is_typing = False
-            await in_thread(typists.clear_typing)(self.conversation_id, self.user.pk)
+            await off_loop(typists.clear_typing)(self.conversation_id, self.user.pk)
 
     async def on_typing(self, frame: dict[str, Any]) -> None:
         active = self.is_typing = frame.get("typing", True) is not False
         if active:
-            await in_thread(typists.set_typing)(self.conversation_id, self.user.pk)
+            await off_loop(typists.set_typing)(self.conversation_id, self.user.pk)
         else:
-            await in_thread(typists.clear_typing)(self.conversation_id, self.user.pk)
+            await off_loop(typists.clear_typing)(self.conversation_id, self.user.pk)
         await self.channel_layer.group_send(
             self.group,
             {
@@ -163,7 +160,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_ping(self, frame: dict[str, Any]) -> None:
-        await in_thread(presence.mark_online)(self.user.pk, self.channel_name)
+        await off_loop(presence.mark_online)(self.user.pk, self.channel_name)
         await self.send_json({"type": "pong"})
 
     frame_handlers = {"message": on_message, "typing": on_typing, "ping": on_ping}

@@ -20,9 +20,9 @@ class MessageHandler(EventHandler):
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
         if event.type == "message.deleted":
-            conversations.queue_remove(pipe, event.data["conversation_id"], event.data["message_id"])
+            conversations.remove_message(pipe, event.data["conversation_id"], event.data["message_id"])
         else:
-            conversations.queue_upsert(pipe, event.data["message"])
+            conversations.add_message(pipe, event.data["message"])
 
 
 def register() -> None:
