@@ -3,6 +3,8 @@ under a lease), presence and typing."""
 
 import itertools
 import random
+import threading
+import time
 
 import pytest
 import redis
@@ -245,3 +247,28 @@ def test_typing_lists_who_types_and_every_key_expires(redis_client):
     assert 0 < redis_client.ttl(typing.typing_key(7)) <= 10
     for key in redis_client.scan_iter():
         assert redis_client.ttl(key) > 0, key
+
+
+def test_concurrent_misses_run_the_loader_once(redis_client):
+    calls = []
+    start = threading.Barrier(8)
+
+    def slow_database(conversation_id, limit):
+        calls.append(conversation_id)
+        time.sleep(0.1)
+        return [payload(1), payload(2)]
+
+    cache = ConversationMessagesCache(loader=slow_database)
+    results = []
+
+    def reader():
+        start.wait()
+        results.append(ids(cache.get_messages(7)))
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert results == [[1, 2]] * 8
+    assert calls == [7]  # one fill; the others waited for it
