@@ -20,7 +20,7 @@ class StreamConsumerStep(bootsteps.StartStopStep):
     def start(self, worker) -> None:
         from django.conf import settings
 
-        from workers.consumer import StreamConsumer
+        from workers.consumer import StreamConsumer, consumer_name
         from workers.metrics import serve_worker_metrics
 
         serve_worker_metrics()
@@ -28,7 +28,8 @@ class StreamConsumerStep(bootsteps.StartStopStep):
         if not settings.EVENTS_CONSUMER_ENABLED:
             logger.info("stream consumer disabled (EVENTS_CONSUMER_ENABLED=false)")
             return
-        self.consumer = StreamConsumer()
+        # Named after the Celery node (e.g. worker1@host) so operators can tell consumers apart.
+        self.consumer = StreamConsumer(name=consumer_name(worker.hostname))
         self.thread = threading.Thread(
             target=self.consumer.run, name=f"stream-consumer-{self.consumer.name}", daemon=True
         )

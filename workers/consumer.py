@@ -42,8 +42,10 @@ class Entry:
     error: str | None = None
 
 
-def consumer_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+def consumer_name(node: str | None = None) -> str:
+    """Unique per process: a restarted worker is a new consumer, and its predecessor's pending
+    entries are reclaimed once idle."""
+    return f"{node or socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 class StreamConsumer:

@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from core.caching.serializers import serializer
+
 # Bump when the wire format changes incompatibly; consumers reject schemas they don't know.
 SCHEMA_VERSION = 1
 KNOWN_SCHEMAS = frozenset({1})
@@ -41,7 +43,9 @@ class Event:
     schema: int = SCHEMA_VERSION
 
     def encode(self) -> bytes:
-        return orjson.dumps(
+        # The cache's own encoder: a value written from an event and one filled from the database
+        # are byte-for-byte alike (same datetime format, same Decimal handling).
+        return serializer.dumps(
             {
                 "schema": self.schema,
                 "id": self.id,

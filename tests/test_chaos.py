@@ -1,0 +1,338 @@
+"""Chaos: a mixed workload while workers are killed, Redis restarts, deliveries are duplicated and
+reordered, poison is injected and transactions roll back; then the cache must match the database.
+
+Everything runs as real processes against the test database and a private Redis server (so a
+Redis restart disturbs nothing else): two `celery worker` processes (the stream consumers), one
+`celery beat` (outbox relay, reclaim, trim), and two workload drivers (tests/chaos_driver.py).
+CHAOS_OPS sets the number of operations (default 20,000 on PostgreSQL; 2,000 on SQLite, whose
+single writer makes a larger run slow).
+"""
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.db import connection
+
+from chat.models import Conversation, Participant
+from core.events import Event
+from core.events.streams import EVENT_FIELD
+from feed.models import AppUser, Follow
+from tests.polling import eventually
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port, which this test may restart at will."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port, self.workdir = port, workdir
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        eventually(self._answers, timeout=10)
+
+    def _answers(self) -> bool:
+        try:
+            return redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
+        except redis.RedisError:
+            return False
+
+    def restart(self) -> None:
+        self.stop()
+        time.sleep(1.0)  # a real outage: writers fall back to the outbox meanwhile
+        self.start()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=5)
+
+
+class Processes:
+    def __init__(self, env: dict, logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.running: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = (self.logs / f"{name}.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+        self.running[name] = process
+        return process
+
+    def worker(self, name: str) -> subprocess.Popen:
+        return self.start(
+            name,
+            "-m",
+            "celery",
+            "-A",
+            "themoon",
+            "worker",
+            "--pool",
+            "solo",
+            "-n",
+            f"{name}@chaos",
+            "--loglevel",
+            "INFO",
+        )
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text()
+
+    def stop_all(self) -> None:
+        for process in self.running.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.running.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _seed_world(users: int = 40, conversations: int = 12) -> None:
+    people = AppUser.objects.bulk_create([AppUser(username=f"chaos{i}", password="!") for i in range(users)])
+    follows = [Follow(follower=a, followee=b) for a in people for b in people[:8] if a.pk != b.pk]
+    Follow.objects.bulk_create(follows)
+    for i in range(conversations):
+        conversation = Conversation.objects.create(title=f"room {i}")
+        members = people[i : i + 2 + i % 4]
+        Participant.objects.bulk_create([Participant(conversation=conversation, user=u) for u in members])
+
+
+def _poison() -> list[bytes]:
+    return [
+        b"{definitely not json",
+        Event("post.exploded", 1, {"post_id": 1}).encode(),
+        Event("post.updated", 7, {"no": "post payload"}).encode(),
+    ]
+
+
+def test_mixed_workload_under_faults_converges_to_zero_mismatches(transactional_db, tmp_path, unused_port):
+    ops = int(os.environ.get("CHAOS_OPS", 20_000 if connection.vendor == "postgresql" else 2_000))
+    _seed_world()
+    private = PrivateRedis(unused_port, tmp_path)
+    private.start()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "themoon.settings_test",
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": f"redis://127.0.0.1:{unused_port}/0",
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{unused_port}/1",
+        "EVENTS_BLOCK_MS": "200",
+        "EVENTS_CLAIM_IDLE_MS": "2000",
+        "EVENTS_MAX_DELIVERIES": "3",
+        "BEAT_OUTBOX_RELAY_SECONDS": "1",
+        "BEAT_RECLAIM_SECONDS": "2",
+        "BEAT_STREAM_TRIM_SECONDS": "5",
+        "BEAT_WARM_POSTS_SECONDS": "3",
+        "BEAT_WARM_FEEDS_SECONDS": "3",
+        "EVENTS_OUTBOX_RELAY_AGE_SECONDS": "1",
+        "FEED_FANOUT_CHUNK": "10",  # so big audiences go through Celery tasks too
+        "LOG_LEVEL": "INFO",
+    }
+    procs = Processes(env, tmp_path)
+    client = private.client()
+    tap = StreamTap(private.port)
+    poisoned: list[bytes] = []
+    faults: list[str] = []
+    try:
+        procs.worker("worker-a")
+        procs.worker("worker-b")
+        procs.start("beat", "-m", "celery", "-A", "themoon", "beat", "--schedule", str(tmp_path / "beat"))
+        drivers = [
+            procs.start(
+                f"driver-{i}",
+                "-m",
+                "tests.chaos_driver",
+                "--ops",
+                str(ops // 2),
+                "--threads",
+                "3",
+                "--seed",
+                str(i + 1),
+            )
+            for i in range(2)
+        ]
+
+        def progress() -> int:
+            """Operations done by all drivers (a finished driver counts as all of its share)."""
+            total = 0
+            for i in range(2):
+                lines = procs.log(f"driver-{i}").splitlines()
+                if any(line.startswith("DONE") for line in lines):
+                    total += ops // 2
+                    continue
+                counts = [int(line.split()[1]) for line in lines if line.startswith("PROGRESS")]
+                total += counts[-1] if counts else 0
+            return total
+
+        # 1. kill -9 a worker while it holds unacknowledged entries (mid-batch), then replace it.
+        eventually(lambda: progress() >= ops * 0.15, timeout=600, interval=0.5)
+
+        caught_mid_batch = _freeze_mid_batch(procs.running["worker-a"], client, b"worker-a")
+        procs.running["worker-a"].send_signal(signal.SIGKILL)
+        faults.append(f"kill -9 worker-a ({caught_mid_batch} entries delivered, not acknowledged)")
+        procs.worker("worker-c")
+
+        # 2. duplicate and reorder: re-deliver recently seen entries of each stream, reversed.
+        eventually(lambda: progress() >= ops * 0.35, timeout=600, interval=0.5)
+        for stream, payloads in tap.recent().items():
+            for payload in reversed(payloads):
+                client.xadd(stream, {EVENT_FIELD: payload})
+            faults.append(f"{len(payloads)} entries of {stream} re-delivered in reverse order")
+        assert sum(len(p) for p in tap.recent().values()) > 0, "the tap saw no events"
+
+        # 3. restart Redis: streams, cache and broker all lost at once.
+        eventually(lambda: progress() >= ops * 0.55, timeout=600, interval=0.5)
+        private.restart()
+        client = private.client()
+        faults.append("redis restarted (SIGKILL, 1 s down)")
+
+        # 4. poison, after the restart (so it stays in the dead-letter stream to be counted).
+        eventually(lambda: progress() >= ops * 0.7, timeout=600, interval=0.5)
+        for payload in _poison():
+            client.xadd("themoon:events:feed", {EVENT_FIELD: payload})
+            poisoned.append(payload)
+        faults.append(f"{len(poisoned)} poison events")
+
+        for driver in drivers:
+            assert driver.wait(timeout=900) == 0, procs.log("driver-0")[-3000:]
+        done_lines = [
+            line for i in range(2) for line in procs.log(f"driver-{i}").splitlines() if "DONE" in line
+        ]
+        assert len(done_lines) == 2, done_lines
+
+        # Drain: outbox empty, nothing undelivered or unacknowledged.
+        from core.models import OutboxEvent
+
+        def drained() -> bool:
+            if OutboxEvent.objects.exists():
+                return False
+            for stream in ("themoon:events:feed", "themoon:events:chat"):
+                try:
+                    groups = client.xinfo_groups(stream)
+                except redis.ResponseError:
+                    continue
+                if any(g["pending"] or g["lag"] for g in groups):
+                    return False
+            return True
+
+        eventually(drained, timeout=120, interval=0.5)
+        time.sleep(2)  # the fan-out tasks the last events queued
+        eventually(drained, timeout=60, interval=0.5)
+
+        check = subprocess.run(
+            [sys.executable, "manage.py", "check_cache_consistency", "--sample", "2000"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        report = check.stdout + check.stderr
+        print("\n".join([f"operations: {ops}", *[f"fault: {f}" for f in faults], report]))
+        assert check.returncode == 0, report
+        total = next(line for line in report.splitlines() if line.startswith("total:"))
+        checked = int(total.split()[1])
+        assert checked >= 100, f"too little was cached to prove anything: {total}"
+        assert total.endswith(" 0 mismatches"), total
+
+        dead = client.xrange("themoon:events:dead")
+        assert sorted(fields[b"event"] for _, fields in dead) == sorted(poisoned)
+        assert all(procs.running[w].poll() is None for w in ("worker-b", "worker-c")), "a worker died"
+    finally:
+        tap.stop()
+        procs.stop_all()
+        private.stop()
+
+
+def _freeze_mid_batch(process: subprocess.Popen, client: redis.Redis, name: bytes, tries: int = 2000) -> int:
+    """SIGSTOP the worker at random moments until it is frozen holding delivered, unacknowledged
+    entries (mid-batch); return how many (0 if it never was). The caller then SIGKILLs it."""
+    rng = random.Random(7)
+    for _ in range(tries):
+        process.send_signal(signal.SIGSTOP)
+        held = 0
+        for stream in (b"themoon:events:feed", b"themoon:events:chat"):
+            with contextlib.suppress(redis.ResponseError):
+                held += sum(
+                    c["pending"] for c in client.xinfo_consumers(stream, "cache") if name in c["name"]
+                )
+        if held:
+            return held
+        process.send_signal(signal.SIGCONT)
+        time.sleep(rng.uniform(0.001, 0.02))
+    return 0
+
+
+class StreamTap:
+    """Reads the streams as they grow (XREAD, no group) and keeps the latest payloads, so they can
+    be delivered again even after the trim task removed them. Survives the Redis restart."""
+
+    def __init__(self, port: int, keep: int = 300) -> None:
+        self.port, self.keep = port, keep
+        self.seen: dict[str, list[bytes]] = {"themoon:events:feed": [], "themoon:events:chat": []}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last = dict.fromkeys(self.seen, "0-0")
+        while not self._stop.is_set():
+            try:
+                client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=2)
+                while not self._stop.is_set():
+                    for stream, items in client.xread(last, count=500, block=200) or []:
+                        name = stream.decode()
+                        for entry_id, fields in items:
+                            last[name] = entry_id
+                            self.seen[name] = [*self.seen[name][-self.keep + 1 :], fields[EVENT_FIELD]]
+            except redis.RedisError:
+                last = dict.fromkeys(self.seen, "0-0")  # a restarted Redis starts its streams anew
+                time.sleep(0.2)
+
+    def recent(self) -> dict[str, list[bytes]]:
+        return {stream: list(payloads) for stream, payloads in self.seen.items()}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
