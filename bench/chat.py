@@ -263,13 +263,16 @@ def open_times(server: Server, people, opens: int) -> list[tuple]:
 
 
 def run(args: argparse.Namespace = ARGS) -> str:
+    # The clients share the machine with the server, PostgreSQL and Redis: say how busy it was.
+    load = os.getloadavg()[0]
     with bench_database():
         people = _people(args.clients)
         with Server() as server:
             rows = throughput(server, people, args.room_size, args.seconds)
             rows += open_times(server, people, args.opens)
         env = environment()
-    return f"### Chat ({env})\n\n" + table(["measure", "figure", "vs baseline"], rows)
+    title = f"### Chat ({env}, load average {load:.1f} at start)"
+    return title + "\n\n" + table(["measure", "figure", "vs baseline"], rows)
 
 
 def main() -> None:
