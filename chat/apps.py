@@ -6,7 +6,8 @@ class ChatConfig(AppConfig):
     verbose_name = "themoon chat"
 
     def ready(self) -> None:
-        from chat import handlers, signals
+        from chat import consistency, handlers, signals
 
         signals.connect()
         handlers.register()
+        consistency.register_checks()

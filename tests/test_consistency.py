@@ -56,3 +56,20 @@ def test_stale_feed_page_of_the_current_generation_is_reported(transactional_db,
     assert len(_results()["feed pages"].mismatches) == 1
     feeds.invalidate(user.pk)  # a new generation: the stale page can no longer be served
     assert _results()["feed pages"].checked == 0
+
+
+def test_conversation_windows_are_checked(transactional_db, redis_client):
+    from chat.cache import ConversationMessagesCache
+    from chat.models import Message
+    from chat.services import create_conversation, send_message
+
+    alice, bob = make_user(), make_user()
+    conversation = create_conversation(alice, [bob.pk])
+    for i in range(3):
+        send_message(alice, conversation.pk, f"m{i}")
+    ConversationMessagesCache().get_messages(conversation.pk)
+    assert _results()["conversation lists"].checked == 1
+    assert not _results()["conversation lists"].mismatches
+    sneaky = Message.objects.filter(conversation=conversation).first()
+    models.QuerySet.update(Message.objects.filter(pk=sneaky.pk), body="edited without an event")
+    assert len(_results()["conversation lists"].mismatches) == 1

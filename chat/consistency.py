@@ -1,0 +1,44 @@
+"""Consistency check for the conversation windows (registered in ChatConfig.ready()).
+
+A cached window claims to hold every message of its conversation whose id is >= its floor (the
+sentinel `~<floor>`; 0 means the whole conversation): the check compares exactly that claim with
+the database, in id order.
+"""
+
+import re
+
+from chat.cache import SENTINEL_PREFIX, TOMBSTONE_PREFIX, ConversationMessagesCache
+from chat.models import Message
+from chat.payloads import message_payload
+from core.caching.serializers import serializer
+from core.consistency import CacheCheck, CheckResult, register
+
+_CONVERSATION = re.compile(rb"\{conversation:(\d+)\}")
+
+
+class ConversationWindowCheck(CacheCheck):
+    name = "conversation lists"
+
+    def run(self, sample: int | None = None) -> CheckResult:
+        cache, result = ConversationMessagesCache(), CheckResult(self.name)
+        client = cache.client
+        for key in client.scan_iter(match=cache.key_pattern("{conversation:*}:messages"), count=1000):
+            if client.type(key) != b"zset":  # a fill lease in flight: nothing is served from it
+                continue
+            members = client.zrangebyscore(key, 0, "+inf")
+            if not members or not members[0].startswith(SENTINEL_PREFIX):
+                continue
+            floor = int(members[0][1:])
+            cached = [serializer.loads(m) for m in members[1:] if not m.startswith(TOMBSTONE_PREFIX)]
+            conversation_id = int(_CONVERSATION.search(key).group(1))
+            rows = Message.objects.filter(conversation_id=conversation_id, id__gte=floor)
+            rows = rows.select_related("sender").order_by("id")
+            expected = [serializer.loads(serializer.dumps(message_payload(m))) for m in rows]
+            result.checked += 1
+            if cached != expected:
+                result.mismatch(key.decode(), [m["id"] for m in cached], [m["id"] for m in expected])
+        return result
+
+
+def register_checks() -> None:
+    register(ConversationWindowCheck())
