@@ -25,16 +25,10 @@ from bench.harness import bench_database, environment, median, per_second, perce
 
 ARGS = argparse.Namespace(clients=50, room_size=5, seconds=6.0, opens=40)
 ROOT = Path(__file__).resolve().parent.parent
-UVICORN = [
-    sys.executable,
-    "-m",
-    "uvicorn",
-    "themoon.asgi:application",
-    "--host",
-    "127.0.0.1",
-    "--log-level",
-    "warning",
-]
+# The Procfile's web process, on loopback.
+UVICORN = [sys.executable, "-m", "uvicorn", "themoon.asgi:application", "--host", "127.0.0.1"]
+UVICORN += ["--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--lifespan", "off"]
+UVICORN += ["--log-level", "warning"]
 
 
 # --- setup -----------------------------------------------------------------------------------------

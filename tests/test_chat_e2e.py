@@ -60,6 +60,7 @@ def asgi_server(transactional_db):
     }
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     command = [sys.executable, "-m", "uvicorn", "themoon.asgi:application", "--host", "127.0.0.1"]
+    command += ["--ws", "websockets-sansio", "--lifespan", "off"]  # as the Procfile's web process
     server = subprocess.Popen(
         [*command, "--port", str(port), "--log-level", "warning"],
         cwd=ROOT,
