@@ -29,18 +29,19 @@ class NamespaceGenerations:
         self._lock = threading.Lock()
 
     def get(self, client: redis.Redis, namespace: str) -> int:
-        now = time.monotonic()
+        """The namespace's generation, from our copy while fresh, else from Redis (errors raise)."""
         known = self._known.get(namespace)
-        if known is not None and known[1] > now:
+        if known is not None and known[1] > time.monotonic():
             return known[0]
-        try:
-            raw = client.get(generation_key(namespace))
-        except redis.RedisError:
-            # Keep the last value we knew (or 0): the strategy's own call will report the outage.
-            return known[0] if known else 0
+        raw = client.get(generation_key(namespace))
         generation = int(raw) if raw else 0
         self._remember(namespace, generation)
         return generation
+
+    def last_known(self, namespace: str) -> int:
+        """The last generation this process saw, however old (0 if none): for use while Redis fails."""
+        known = self._known.get(namespace)
+        return known[0] if known else 0
 
     def bump(self, client: redis.Redis, namespace: str) -> int:
         pipe = client.pipeline(transaction=False)

@@ -104,7 +104,12 @@ class BaseCacheStrategy:
         return self._builder().prefix + suffix
 
     def _builder(self) -> CacheKeyBuilder:
-        generation = generations.get(self.client, self.namespace) if self.breaker.available() else 0
+        # Through the breaker, so a dead Redis costs one timeout per burst, not one here and one in
+        # the call; while it fails, keep the last generation known: 0 would revive bumped-away keys.
+        known = generations.last_known(self.namespace)
+        generation = self._call(
+            "generation", self.namespace, lambda: generations.get(self.client, self.namespace), known
+        )
         version = self.version if generation == 0 else f"{self.version}.{generation}"
         return CacheKeyBuilder(self.namespace, version)
 
