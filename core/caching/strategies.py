@@ -281,6 +281,8 @@ class CacheAsideStrategy(WriteThroughCacheStrategy):
                 if self._take_lease(key, lease):
                     self._count(0, 1)
                     return self._load_and_fill(key, lease, loader, ttl)
+            elif not raw.startswith(LEASE_PREFIX) and self._drop_corrupt(key, raw):
+                continue  # the corrupt bytes were a miss, not a lease to wait for: take the lease now
             # Another process holds the lease: wait for its value, a bounded while.
             now = time.monotonic()
             if deadline is None:
@@ -289,6 +291,10 @@ class CacheAsideStrategy(WriteThroughCacheStrategy):
                 self._count(0, 1)
                 return loader()
             time.sleep(0.005)
+
+    def _drop_corrupt(self, key: str, raw: bytes) -> bool:
+        """Delete `raw` (undecodable, already logged) from `key` unless it was rewritten meanwhile."""
+        return bool(self._call("drop_corrupt", key, lambda: RELEASE_LEASE(self.client, [key], [raw]), 0))
 
     def _take_lease(self, key: str, lease: bytes) -> bool:
         lease_ms = int(settings.CACHE_LEASE_SECONDS * 1000)
