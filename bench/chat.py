@@ -1,12 +1,13 @@
 """Chat benchmark: WebSocket throughput and broadcast latency, and opening a conversation.
 
-    python -m bench.chat [--clients 50] [--room-size 5] [--seconds 6]
+    python -m bench.chat [--clients 50] [--room-size 5] [--seconds 6] [--paced 20] [--opens 40]
 
 (a) --clients concurrent `websockets` clients against uvicorn (a subprocess on loopback, serving
     themoon.asgi), each sending messages in a closed loop (send, wait for its own echo, repeat) for
     --seconds: messages/s accepted (saved, published, broadcast) and broadcast latency p50/p99
-    (send -> the last member of the room received it). Once in rooms of --room-size, once with
-    every client in one room (the fan-out baseline is the small rooms).
+    (send -> the last member of the room received it); then latency again with sends paced at
+    --paced messages/s in all (below capacity, so it is not queueing). Once in rooms of
+    --room-size, once with every client in one room (the baseline is the small rooms).
 (b) Opening a conversation: its last 50 messages from the warm cache vs from the database (the
     baseline), in-process; and over the WebSocket (connect -> history frame) warm vs cold cache.
 Runs on the harness's throwaway databases; everything on loopback; bounded by the time limits above.
@@ -23,7 +24,7 @@ from urllib.parse import quote
 
 from bench.harness import bench_database, environment, median, per_second, percentile, table, time_per_op
 
-ARGS = argparse.Namespace(clients=50, room_size=5, seconds=6.0, opens=40)
+ARGS = argparse.Namespace(clients=50, room_size=5, seconds=6.0, paced=20.0, opens=40)
 ROOT = Path(__file__).resolve().parent.parent
 # The Procfile's web process, on loopback.
 UVICORN = [sys.executable, "-m", "uvicorn", "themoon.asgi:application", "--host", "127.0.0.1"]
@@ -119,8 +120,14 @@ class Server:
 # --- (a) throughput and broadcast latency ------------------------------------------------------------
 
 
-async def _load(server: Server, rooms, seconds: float) -> tuple[int, float, list[float], int]:
-    """Returns (messages accepted, elapsed seconds, broadcast latencies, incomplete broadcasts)."""
+async def _load(
+    server: Server, rooms, seconds: float, rate: float | None = None
+) -> tuple[int, float, list[float], int]:
+    """Closed loop (each client sends, waits for its echo, sends again) or, with `rate`, paced sends
+    adding up to `rate` messages/s. Returns (messages accepted, elapsed seconds, broadcast
+    latencies, broadcasts not seen by every member)."""
+    import random
+
     import orjson
     from websockets.asyncio.client import connect
 
@@ -152,7 +159,10 @@ async def _load(server: Server, rooms, seconds: float) -> tuple[int, float, list
     async def talk(index: int, ws, size: int) -> None:
         nonlocal accepted
         seq = 0
+        interval = len(clients) / rate if rate else 0.0
+        await asyncio.sleep(random.uniform(0, interval))  # spread the paced senders out
         while time.perf_counter() < end:
+            next_send = time.perf_counter() + interval
             body = f"{index}:{seq}"
             seq += 1
             echoes[body], room_size[body] = asyncio.Event(), size
@@ -160,6 +170,7 @@ async def _load(server: Server, rooms, seconds: float) -> tuple[int, float, list
             await ws.send(orjson.dumps({"type": "message", "body": body}).decode())
             await asyncio.wait_for(echoes[body].wait(), timeout=30)
             accepted += 1
+            await asyncio.sleep(max(0.0, next_send - time.perf_counter()))
 
     started = time.perf_counter()
     await asyncio.gather(*(talk(i, ws, size) for i, (ws, _, size) in enumerate(clients)))
@@ -176,23 +187,40 @@ async def _load(server: Server, rooms, seconds: float) -> tuple[int, float, list
     return accepted, elapsed, latencies, len(sent) - len(latencies)
 
 
-def throughput(server: Server, people, room_size: int, seconds: float) -> list[tuple]:
-    rows = []
-    for label, size in ((f"rooms of {room_size}", room_size), (f"one room of {len(people)}", len(people))):
+def throughput(server: Server, people, room_size: int, seconds: float, paced: float) -> list[tuple]:
+    """Per room shape: the closed-loop rate and latency, then latency at a paced rate. The small
+    rooms are the baseline of the big one."""
+    shapes = [(f"rooms of {room_size}", room_size), (f"one room of {len(people)}", len(people))]
+    runs = {}
+    for label, size in shapes:
         rooms = _rooms(people, size)
-        accepted, elapsed, latencies, lost = asyncio.run(_load(server, rooms, seconds))
-        rate = per_second(accepted, elapsed)
-        if size == room_size:
-            base_rate, base_p50 = rate, median(latencies)
-        note = "baseline" if size == room_size else f"{rate / base_rate:.2f}x the rate"
-        rows.append((f"{len(people)} clients, {label}: messages/s accepted", f"{rate:,.0f}/s", note))
-        p50, p99 = median(latencies) * 1000, percentile(latencies, 99) * 1000
-        note = "baseline" if size == room_size else f"{p50 / (base_p50 * 1000):.2f}x the p50"
-        rows.append(
-            (f"{len(people)} clients, {label}: broadcast p50 / p99", f"{p50:.1f} / {p99:.1f} ms", note)
-        )
-        if lost:
-            rows.append((f"{label}: broadcasts not seen by every member", str(lost), "should be 0"))
+        for rate in (None, paced):
+            runs[label, rate] = asyncio.run(_load(server, rooms, seconds, rate))
+    rows: list[tuple] = []
+    for label, _ in shapes:
+        for rate in (None, paced):
+            accepted, elapsed, latencies, lost = runs[label, rate]
+            base_accepted, base_elapsed, base_latencies, _ = runs[shapes[0][0], rate]
+            is_base = label == shapes[0][0]
+            name = f"{len(people)} clients, {label}, " + (
+                "flat out" if rate is None else f"paced at {rate:.0f}/s"
+            )
+            if rate is None:
+                achieved = per_second(accepted, elapsed)
+                ratio = achieved / per_second(base_accepted, base_elapsed)
+                rows.append(
+                    (
+                        f"{name}: messages/s accepted",
+                        f"{achieved:,.0f}/s",
+                        "baseline" if is_base else f"{ratio:.2f}x",
+                    )
+                )
+            p50, p99 = median(latencies) * 1000, percentile(latencies, 99) * 1000
+            ratio = p50 / (median(base_latencies) * 1000)
+            note = "baseline" if is_base else f"{ratio:.2f}x the p50"
+            rows.append((f"{name}: broadcast p50 / p99", f"{p50:.1f} / {p99:.1f} ms", note))
+            if lost:
+                rows.append((f"{name}: broadcasts not seen by every member", str(lost), "should be 0"))
     return rows
 
 
@@ -262,7 +290,7 @@ def run(args: argparse.Namespace = ARGS) -> str:
     with bench_database():
         people = _people(args.clients)
         with Server() as server:
-            rows = throughput(server, people, args.room_size, args.seconds)
+            rows = throughput(server, people, args.room_size, args.seconds, args.paced)
             rows += open_times(server, people, args.opens)
         env = environment()
     title = f"### Chat ({env}, load average {load:.1f} at start)"
@@ -276,6 +304,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=ARGS.clients)
     parser.add_argument("--room-size", type=int, default=ARGS.room_size)
     parser.add_argument("--seconds", type=float, default=ARGS.seconds)
+    parser.add_argument("--paced", type=float, default=ARGS.paced, help="messages/s of the paced runs")
     parser.add_argument("--opens", type=int, default=ARGS.opens)
     print(run(parser.parse_args()))
 
