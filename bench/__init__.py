@@ -1,0 +1,1 @@
+"""Benchmarks: each module has run() -> str (a markdown table); `python -m bench` runs them all."""
