@@ -29,7 +29,8 @@ from feed.models import AppUser, Follow
 from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+# 20,000 operations take a few minutes on two cores: more than the suite's default per-test timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def _database_url() -> str:
