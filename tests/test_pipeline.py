@@ -397,3 +397,19 @@ def test_sigterm_finishes_the_batch_and_exits_cleanly(
     output = log.read_text()
     assert "stream consumer" in output, output[-2000:]
     assert "stopped after" in output, output[-2000:]
+
+
+def test_idle_consumers_without_pending_entries_leave_the_group(
+    transactional_db, pipeline_settings, redis_client
+):
+    gone, done = StreamConsumer(name="gone"), StreamConsumer(name="done")
+    gone.ensure_groups()
+    make_post(body="left pending by gone")
+    assert len(gone.read(pending=False)) == 1  # never acknowledged
+    make_post(body="applied by done")
+    done.process(done.read(pending=False))
+    time.sleep(0.05)
+    removed = StreamConsumer(name="janitor").forget_idle_consumers(min_idle_ms=10)
+    names = {c["name"] for c in redis_client.xinfo_consumers(stream_name("feed"), "cache")}
+    assert names == {b"gone"}, "only a consumer holding a pending entry stays"
+    assert removed == 1

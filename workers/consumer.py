@@ -176,6 +176,21 @@ class StreamConsumer:
                     break
         return total
 
+    def forget_idle_consumers(self, min_idle_ms: int) -> int:
+        """Remove group members idle longer than `min_idle_ms` that hold nothing pending: every
+        worker restart adds a consumer name, and the group should not list them forever."""
+        removed = 0
+        for stream in self.streams:
+            try:
+                consumers = self.client.xinfo_consumers(stream, self.group)
+            except redis.ResponseError:
+                continue
+            for consumer in consumers:
+                name = _text(consumer["name"])
+                if name != self.name and consumer["pending"] == 0 and consumer["idle"] > min_idle_ms:
+                    removed += self.client.xgroup_delconsumer(stream, self.group, name) == 0
+        return removed
+
     def _dead_letter_overdelivered(self, stream: str, entries: list[Entry]) -> None:
         """A crash-inducing event is redelivered forever; past the limit, count it as failed."""
         ids = [entry.entry_id for entry in entries]

@@ -26,9 +26,14 @@ def trim_streams_task() -> dict:
         return trim_streams(stream_client()) if mine else {}
 
 
+# A consumer silent this long, with nothing pending, is gone: its name leaves the group.
+FORGET_CONSUMERS_AFTER_MS = 3600 * 1000
+
+
 @shared_task(name="workers.reclaim_pending", ignore_result=True)
 def reclaim_pending_task() -> int:
-    """Apply entries stuck with dead consumers, even when no live consumer is reclaiming."""
+    """Apply entries stuck with dead consumers, even when no live consumer is reclaiming, and drop
+    long-gone consumers from the group."""
     from workers.consumer import StreamConsumer
 
     with single_flight("reclaim_pending", ttl_seconds=120) as mine:
@@ -36,4 +41,6 @@ def reclaim_pending_task() -> int:
             return 0
         consumer = StreamConsumer(name=f"reclaimer-{settings.EVENTS_CONSUMER_GROUP}")
         consumer.ensure_groups()
-        return consumer.reclaim()
+        reclaimed = consumer.reclaim()
+        consumer.forget_idle_consumers(FORGET_CONSUMERS_AFTER_MS)
+        return reclaimed
