@@ -3,9 +3,13 @@
 Authentication: the session (browsers), or a token as `?token=` or `Authorization: Bearer` (other
 clients). Only participants may join: anyone else is accepted and closed at once with 4403 (4401
 without credentials), because a close before the handshake completes reaches the client as a bare
-HTTP 403 with no code. Frames are JSON objects with a `type`; a frame we can't use gets an `error`
-frame back and the connection stays open. Database and Redis calls run in a thread pool, never on
-the event loop.
+HTTP 403 with no code. Database and Redis calls run in a thread pool, never on the event loop.
+
+Frames are JSON objects with a `type`.
+- client -> server: `message` {body}, `typing` {typing: true|false, default true}, `ping`.
+- server -> client: `history` {messages} and `online` {user_ids} on connect; `message` {message};
+  `typing` {user_id, username, typing}; `presence` {user_id, username, online}; `pong`;
+  `error` {error} for a frame we can't use (the connection stays open).
 """
 
 import logging
@@ -71,7 +75,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_json({"type": "history", "messages": history})
         await off_loop(presence.mark_online)(self.user.pk, self.channel_name)
         online = await off_loop(presence.online_among)(members)
-        await self.send_json({"type": "presence", "online": sorted(online)})
+        await self.send_json({"type": "online", "user_ids": sorted(online)})  # who is here now
         await self._broadcast_presence(online=True)
 
     async def disconnect(self, code: int) -> None:

@@ -137,8 +137,8 @@ def test_two_clients_chat_through_the_real_server_and_the_worker(asgi_server, pi
         assert (await a.expect(lambda f: f["type"] == "history"))["messages"] == []
         b = await open_as("bob")
         await b.expect(lambda f: f["type"] == "history")
-        snapshot = await b.expect(lambda f: f["type"] == "presence" and "online" in f and "user_id" not in f)
-        assert snapshot["online"] == sorted([ann.pk, bob.pk])
+        snapshot = await b.expect(lambda f: f["type"] == "online")
+        assert snapshot["user_ids"] == sorted([ann.pk, bob.pk])
         await a.expect(lambda f: f["type"] == "presence" and f.get("user_id") == bob.pk and f["online"])
 
         await a.send(type="typing")

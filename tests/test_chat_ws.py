@@ -64,10 +64,10 @@ async def join(ws: WebsocketCommunicator) -> tuple[dict, dict]:
     connected, _ = await ws.connect()
     assert connected
     history = await ws.receive_json_from(timeout=5)
-    presence = await ws.receive_json_from(timeout=5)
+    online = await ws.receive_json_from(timeout=5)
     assert history["type"] == "history"
-    assert presence["type"] == "presence"
-    return history, presence
+    assert online["type"] == "online"
+    return history, online
 
 
 async def closed_with(ws: WebsocketCommunicator) -> int:
@@ -111,10 +111,10 @@ def test_a_session_user_gets_the_history_and_presence_on_connect(room):
 
     async def scenario():
         ws = socket(conversation.pk, headers=[cookie])
-        history, presence = await join(ws)
+        history, online = await join(ws)
         assert [m["id"] for m in history["messages"]] == sent[-50:]
         assert history["messages"][-1]["body"] == "old 54"
-        assert presence["online"] == [ann.pk]
+        assert online["user_ids"] == [ann.pk]
         await ws.disconnect()
 
     run(scenario())
