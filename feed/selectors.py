@@ -51,7 +51,7 @@ def with_counts(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     queries for the misses, one pipelined version-aware fill. Deleted posts are dropped."""
     if not items:
         return []
-    keys = {item["id"]: counts.counts_key(item["id"]) for item in items}
+    keys = counts.counts_keys([item["id"] for item in items])
     cached = counts.get_many(keys.values())
     # A cached null (counts asked for before the post existed) is a miss too.
     missing = [post_id for post_id, key in keys.items() if cached.get(key) is None]

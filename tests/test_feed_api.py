@@ -471,3 +471,10 @@ def test_openapi_documents_every_feed_route():
     for path in ("/api/feed", "/api/posts/{post_id}", "/api/posts/{post_id}/reactions", "/api/auth/token"):
         assert path in paths
     assert Client().get("/api/docs").status_code == 200
+
+
+def test_counts_keys_are_the_counts_key_of_each_post():
+    from feed.cache import ReactionCountsCache
+
+    cache = ReactionCountsCache()
+    assert cache.counts_keys([3, 1, 2]) == {i: cache.counts_key(i) for i in (3, 1, 2)}
