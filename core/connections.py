@@ -7,8 +7,10 @@ from django.conf import settings
 from django_redis import get_redis_connection
 
 
+@cache
 def cache_client() -> redis.Redis:
-    """django-redis's client for CACHES['default']: short socket timeouts, shared pool."""
+    """django-redis's client for CACHES['default']: short socket timeouts, one shared pool.
+    Looked up once per process (the lookup costs more than a cached read's Python side)."""
     return get_redis_connection("default")
 
 

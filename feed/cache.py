@@ -4,6 +4,7 @@ Per-post keys share the hash tag {post:ID}; a user's feed keys share {user:ID}; 
 read several of them together stay within one Redis Cluster slot.
 """
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -86,7 +87,7 @@ class UserFeedCache(CacheAsideStrategy):
 
     def queue_invalidate(self, pipe: redis.client.Pipeline, user_id: int) -> None:
         # Outlives every page (2 x TTL): a page can never see its generation come back.
-        pipe.set(self.generation_key(user_id), uuid.uuid4().hex[:16], px=self.ttl_ms(None) * 2)
+        pipe.set(self.generation_key(user_id), os.urandom(8).hex(), px=self.ttl_ms(None) * 2)
 
     def invalidate(self, *user_ids: int) -> None:
         """Invalidate now, best effort (request path); the worker's events are authoritative."""

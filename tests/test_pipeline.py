@@ -16,7 +16,7 @@ import redis
 from django.db import connection, transaction
 
 from core.caching import FINAL_VERSION
-from core.events import Event, dead_letter_stream, outbox_size, publish, relay_outbox, stream_name
+from core.events import Event, dead_letter_stream, outbox_backlog, publish, relay_outbox, stream_name
 from core.events.streams import EVENT_FIELD, trim_streams
 from core.models import OutboxEvent
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
@@ -64,7 +64,9 @@ def test_save_publishes_one_versioned_event_after_commit(transactional_db, pipel
     events = stream_events(redis_client)
     assert [(e.type, e.version) for e in events] == [("post.created", 1)]
     assert events[0].data["post"]["body"] == "one"
-    assert outbox_size() == 0, "sent events leave the outbox"
+    assert outbox_backlog() == 0, "the commit's round trip marked it sent"
+    assert relay_outbox(min_age_seconds=0) == 0, "the relay only sweeps what was sent"
+    assert OutboxEvent.objects.count() == 0
 
 
 def test_rolled_back_save_publishes_nothing(transactional_db, pipeline_settings, redis_client):
@@ -74,7 +76,7 @@ def test_rolled_back_save_publishes_nothing(transactional_db, pipeline_settings,
         Post.objects.create(author=author, body="never")
         raise RuntimeError("roll back")
     assert redis_client.xlen(stream_name("feed")) == before
-    assert outbox_size() == 0
+    assert outbox_backlog() == 0
     assert not Post.objects.exists()
 
 
@@ -91,16 +93,43 @@ def test_rolled_back_savepoint_drops_only_its_own_events(transactional_db, pipel
     assert {kept.pk, also_kept.pk} == set(Post.objects.values_list("pk", flat=True))
 
 
-def test_one_commit_sends_all_its_events_in_one_round_trip(transactional_db, pipeline_settings, redis_client):
+def test_one_commit_sends_all_its_events_in_one_round_trip(
+    transactional_db, pipeline_settings, redis_client, monkeypatch
+):
+    """Counts the round trips the publisher makes on a real client (wrapped, not replaced)."""
+    import core.events.publisher as publisher
+
+    trips: list[list[str]] = []
+    real_pipeline, real_command = redis_client.pipeline, redis_client.execute_command
+
+    def counting_pipeline(*args, **kwargs):
+        pipe = real_pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def counted(*a, **k):
+            trips.append([str(command[0][0]) for command in pipe.command_stack])
+            return execute(*a, **k)
+
+        pipe.execute = counted
+        return pipe
+
+    def counting_command(*args, **kwargs):
+        trips.append([str(args[0])])
+        return real_command(*args, **kwargs)
+
+    monkeypatch.setattr(redis_client, "pipeline", counting_pipeline)
+    monkeypatch.setattr(redis_client, "execute_command", counting_command)
+    monkeypatch.setattr(publisher, "cache_client", lambda: redis_client)
     author = make_user()
-    before = redis_client.info("stats")["total_commands_processed"]
     with transaction.atomic():
         for i in range(20):
             Post.objects.create(author=author, body=f"p{i}")
-    # 20 XADDs in one pipeline; nothing else touched Redis during the transaction.
-    commands = redis_client.info("stats")["total_commands_processed"] - before
+        assert trips == [], "the transaction itself never talks to Redis"
+    assert len(trips) == 1, trips
+    assert trips[0].count("XADD") == 20
+    assert trips[0].count("SADD") == 1  # the 20 outbox rows marked sent
+    monkeypatch.undo()
     assert redis_client.xlen(stream_name("feed")) == 20
-    assert commands <= 20 + 2, commands
 
 
 def test_queryset_update_delete_and_bulk_create_publish(transactional_db, pipeline_settings, redis_client):
@@ -300,14 +329,14 @@ def test_redis_down_at_commit_keeps_the_event_in_the_outbox_until_relayed(
     monkeypatch.setattr(publisher, "cache_client", lambda: dead_redis)
     post = make_post(body="written while redis was away")  # the save itself succeeds
     assert Post.objects.filter(pk=post.pk).exists()
-    assert outbox_size() == 1
+    assert outbox_backlog() == 1
     monkeypatch.undo()
     from core.caching.breaker import breaker
 
     breaker.reset()
     time.sleep(0.01)
     assert relay_outbox(min_age_seconds=0) == 1
-    assert outbox_size() == 0
+    assert outbox_backlog() == 0
     assert eventually(lambda: cached_detail(post.pk), timeout=2.0)["body"] == "written while redis was away"
 
 
@@ -325,7 +354,7 @@ def test_next_successful_commit_drains_the_outbox_after_an_outage(
     make_post(body="after recovery")
     bodies = sorted(e.data["post"]["body"] for e in stream_events(redis_client))
     assert bodies == ["after recovery", "stranded"]
-    assert outbox_size() == 0
+    assert outbox_backlog() == 0
     assert stranded.pk
 
 
@@ -335,7 +364,7 @@ def test_publish_outside_a_transaction_still_goes_through_the_outbox(
     assert not connection.in_atomic_block
     publish(Event("follow.created", 1, {"follower_id": 1, "followee_id": 2}), "feed")
     assert [e.type for e in stream_events(redis_client)] == ["follow.created"]
-    assert outbox_size() == 0
+    assert outbox_backlog() == 0
 
 
 # --- consumer resilience and maintenance ---------------------------------------------------

@@ -242,11 +242,14 @@ class StreamConsumer:
     def _observe(self, ok: list[Entry], retry: list[Entry], started: float) -> None:
         now = time.time()
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        per_stream: dict[str, int] = {}
         for entry in ok:
-            metrics.EVENTS_CONSUMED.labels(entry.stream).inc()
+            per_stream[entry.stream] = per_stream.get(entry.stream, 0) + 1
             if entry.event is not None:
                 occurred = datetime.fromisoformat(entry.event.occurred_at).timestamp()
                 metrics.EVENT_LAG_SECONDS.observe(max(0.0, now - occurred))
+        for stream, count in per_stream.items():
+            metrics.EVENTS_CONSUMED.labels(stream).inc(count)
         if retry:
             metrics.EVENTS_RETRIED.inc(len(retry))
 

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from core.caching.strategies import stats
 from core.connections import cache_client
-from core.events import all_streams, dead_letter_stream, outbox_size
+from core.events import all_streams, dead_letter_stream, outbox_backlog
 
 
 class CacheCollector:
@@ -40,7 +40,7 @@ class PipelineCollector:
         )
         consumers = GaugeMetricFamily("themoon_stream_consumers", "Consumers", labels=["stream", "group"])
         dead = GaugeMetricFamily("themoon_dead_letters", "Entries in the dead-letter stream")
-        outbox = GaugeMetricFamily("themoon_outbox_backlog", "Events waiting in the outbox table")
+        outbox = GaugeMetricFamily("themoon_outbox_backlog", "Outbox events not yet in their streams")
         client = cache_client()
         try:
             for stream in all_streams():
@@ -57,7 +57,7 @@ class PipelineCollector:
             dead.add_metric([], client.xlen(dead_letter_stream()))
         except redis.RedisError:
             pass  # Redis down: the gauges are absent; /api/health says why
-        outbox.add_metric([], outbox_size())
+        outbox.add_metric([], outbox_backlog())
         yield from (length, lag, pending, consumers, dead, outbox)
 
 

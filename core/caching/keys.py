@@ -26,6 +26,8 @@ def _check(part: object) -> str:
 
 
 def _render(part: object) -> str:
+    if type(part) is int:  # the common case (ids): always valid
+        return str(part)
     if isinstance(part, HashTag):
         return "{" + _check(part.kind) + ":" + _check(part.id) + "}"
     return _check(part)

@@ -1,9 +1,10 @@
-"""Lua scripts, loaded once per process and run by SHA (EVALSHA) on any client or pipeline.
+"""Lua scripts, run on any client or pipeline.
 
 Every script touches only the keys it is given, all in one hash slot, so it runs on Redis Cluster.
 """
 
 import redis
+from redis.client import Pipeline
 from redis.commands.core import Script
 
 
@@ -13,7 +14,12 @@ class LuaScript:
         self._script: Script | None = None
 
     def __call__(self, client: redis.Redis, keys: list[str], args: list) -> object:
-        """Run on `client`; on a pipeline the call is queued and the script loaded before it runs."""
+        """Run on `client`. On a pipeline the call is queued as EVAL of the source: Redis caches the
+        compiled script by its SHA anyway, and redis-py's EVALSHA path would add a SCRIPT EXISTS
+        round trip before every pipeline (and fail after a Redis restart flushed the scripts).
+        A direct call uses EVALSHA, loading the script on NOSCRIPT."""
+        if isinstance(client, Pipeline):
+            return client.eval(self.source, len(keys), *keys, *args)
         if self._script is None:
             self._script = Script(client, self.source)
         return self._script(keys=keys, args=args, client=client)

@@ -38,6 +38,11 @@ class NamespaceGenerations:
         self._remember(namespace, generation)
         return generation
 
+    def fresh(self, namespace: str) -> int | None:
+        """Our copy of the generation while it is fresh, else None (no Redis call)."""
+        known = self._known.get(namespace)
+        return known[0] if known is not None and known[1] > time.monotonic() else None
+
     def last_known(self, namespace: str) -> int:
         """The last generation this process saw, however old (0 if none): for use while Redis fails."""
         known = self._known.get(namespace)

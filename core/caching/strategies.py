@@ -87,6 +87,7 @@ class BaseCacheStrategy:
 
     def __init__(self, client: redis.Redis | None = None, breaker_: RedisBreaker | None = None):
         self._client = client
+        self._builders: dict[int, CacheKeyBuilder] = {}  # one per namespace generation seen
         # A strategy aimed at its own Redis gets its own breaker: its failures are not ours.
         self.breaker = breaker_ or (RedisBreaker() if client is not None else breaker)
 
@@ -104,14 +105,20 @@ class BaseCacheStrategy:
         return self._builder().prefix + suffix
 
     def _builder(self) -> CacheKeyBuilder:
-        # Through the breaker, so a dead Redis costs one timeout per burst, not one here and one in
-        # the call; while it fails, keep the last generation known: 0 would revive bumped-away keys.
-        known = generations.last_known(self.namespace)
-        generation = self._call(
-            "generation", self.namespace, lambda: generations.get(self.client, self.namespace), known
-        )
-        version = self.version if generation == 0 else f"{self.version}.{generation}"
-        return CacheKeyBuilder(self.namespace, version)
+        generation = generations.fresh(self.namespace)
+        if generation is None:
+            # Through the breaker, so a dead Redis costs one timeout per burst, not one here and one
+            # in the call; while it fails, keep the last generation known: 0 would revive
+            # bumped-away keys.
+            known = generations.last_known(self.namespace)
+            generation = self._call(
+                "generation", self.namespace, lambda: generations.get(self.client, self.namespace), known
+            )
+        builder = self._builders.get(generation)
+        if builder is None:
+            version = self.version if generation == 0 else f"{self.version}.{generation}"
+            builder = self._builders[generation] = CacheKeyBuilder(self.namespace, version)
+        return builder
 
     def ttl_ms(self, ttl: int | None) -> int:
         seconds = self.default_ttl if ttl is None else ttl

@@ -1,7 +1,7 @@
 """The event contract and its publishing. Import from here."""
 
 from core.events.event import Event, InvalidEvent
-from core.events.outbox import outbox_size, relay_outbox
+from core.events.outbox import outbox_backlog, relay_outbox
 from core.events.publisher import add_commit_listener, publish
 from core.events.streams import all_streams, dead_letter_stream, stream_name, trim_streams
 
@@ -11,7 +11,7 @@ __all__ = [
     "add_commit_listener",
     "all_streams",
     "dead_letter_stream",
-    "outbox_size",
+    "outbox_backlog",
     "publish",
     "relay_outbox",
     "stream_name",

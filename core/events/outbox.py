@@ -3,11 +3,13 @@
 import logging
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from core.connections import cache_client
+from core.events.publisher import sent_key
 from core.events.streams import EVENT_FIELD
 
 logger = logging.getLogger("core.events")
@@ -16,13 +18,15 @@ logger = logging.getLogger("core.events")
 def relay_outbox(
     min_age_seconds: float | None = None, batch: int | None = None, using: str = DEFAULT_DB_ALIAS
 ) -> int:
-    """Send outbox rows older than `min_age_seconds` to their streams, oldest first; delete them.
+    """Sweep outbox rows older than `min_age_seconds`, oldest first: rows their commit marked sent
+    are deleted; the others are sent to their streams, then deleted.
 
     Rows younger than the age are normally being sent by their own commit. Each batch runs in one
     transaction and locks its rows with SKIP LOCKED (PostgreSQL), so concurrent relays never send a
     row twice; if Redis fails mid-batch the transaction rolls back and the rows stay. Duplicates
     with a commit-time send are possible and harmless: delivery is at least once, handlers idempotent.
-    Returns the number of events sent. Raises redis errors (the caller retries later).
+    Returns the number of events this call sent (not counting rows that were only swept).
+    Raises redis errors (the caller retries later).
     """
     from core.models import OutboxEvent
 
@@ -41,23 +45,39 @@ def relay_outbox(
             )
             if not rows:
                 return total
-            pipe = client.pipeline(transaction=False)
-            for row in rows:
-                pipe.xadd(
-                    row.stream,
-                    {EVENT_FIELD: bytes(row.payload)},
-                    maxlen=settings.EVENTS_STREAM_MAXLEN,
-                    approximate=True,
-                )
-            pipe.execute()
-            OutboxEvent.objects.using(using).filter(pk__in=[row.pk for row in rows]).delete()
-        total += len(rows)
-        logger.info("outbox relay sent %d events", len(rows))
+            ids = [row.pk for row in rows]
+            marked = client.smismember(sent_key(), ids)
+            unsent = [row for row, sent in zip(rows, marked, strict=True) if not sent]
+            if unsent:
+                pipe = client.pipeline(transaction=False)
+                for row in unsent:
+                    pipe.xadd(
+                        row.stream,
+                        {EVENT_FIELD: bytes(row.payload)},
+                        maxlen=settings.EVENTS_STREAM_MAXLEN,
+                        approximate=True,
+                    )
+                pipe.execute()
+            OutboxEvent.objects.using(using).filter(pk__in=ids).delete()
+        client.srem(sent_key(), *ids)
+        total += len(unsent)
+        if unsent:
+            logger.info("outbox relay sent %d events (and swept %d)", len(unsent), len(rows) - len(unsent))
         if len(rows) < size:
             return total
 
 
-def outbox_size(using: str = DEFAULT_DB_ALIAS) -> int:
+def outbox_backlog(using: str = DEFAULT_DB_ALIAS, limit: int = 100_000) -> int:
+    """Outbox rows whose events are not known to be in their streams (not marked sent): what the
+    relay still has to publish. Rows sent but not yet swept do not count. All of them while Redis
+    cannot be asked."""
     from core.models import OutboxEvent
 
-    return OutboxEvent.objects.using(using).count()
+    ids = list(OutboxEvent.objects.using(using).order_by("id").values_list("id", flat=True)[:limit])
+    if not ids:
+        return 0
+    try:
+        marked = cache_client().smismember(sent_key(), ids)
+    except redis.RedisError:
+        return len(ids)
+    return sum(1 for sent in marked if not sent)

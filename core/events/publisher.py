@@ -3,9 +3,11 @@
 `publish(event, domain)` must run inside the transaction that makes the change (our models' saves
 are atomic). It writes an outbox row in that transaction and buffers the event. When the transaction
 commits, every event that survived (a rolled-back savepoint drops its own) goes to its stream in one
-pipelined round trip, and the outbox rows are deleted. If Redis is down, or the process dies after
-the commit, the outbox rows stay and the relay (`relay_outbox`) publishes them later. A rolled-back
-transaction leaves neither an outbox row nor an event.
+pipelined round trip, which also marks the outbox rows sent (a Redis set of their ids) and carries
+the events' direct cache effects. The commit path never goes back to the database: the relay
+(`relay_outbox`, beat) deletes sent rows in bulk and publishes the unsent ones. So if Redis is down,
+or the process dies after the commit, the rows stay unsent and the relay publishes them later.
+A rolled-back transaction leaves neither an outbox row nor an event.
 """
 
 import logging
@@ -28,6 +30,7 @@ logger = logging.getLogger("core.events")
 # Called with (pipeline, events) to queue more commands into the post-commit round trip.
 CommitListener = Callable[[redis.client.Pipeline, Sequence[Event]], None]
 _commit_listeners: list[CommitListener] = []
+SENT_MARK_TTL_SECONDS = 24 * 3600
 # Set when a send failed in this process: the next successful send drains the outbox too.
 _relay_needed = False
 
@@ -106,7 +109,7 @@ def _flush(connection, using: str) -> None:
 
 
 def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
-    """XADD `items` in one pipelined round trip, then delete their outbox rows. Returns how many
+    """XADD `items` and mark their outbox rows sent, in one pipelined round trip. Returns how many
     were sent. Never raises for Redis trouble: unsent items stay in the outbox for the relay."""
     global _relay_needed
     if not breaker.available():
@@ -122,6 +125,7 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
             maxlen=settings.EVENTS_STREAM_MAXLEN,
             approximate=True,
         )
+    mark_sent(pipe, [item.outbox_id for item in items])
     if settings.EVENTS_APPLY_ON_COMMIT:
         events = [item.event for item in items]
         for listener in _commit_listeners:
@@ -143,14 +147,15 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
         if not isinstance(result, Exception):
             metrics.EVENTS_PUBLISHED.labels(item.stream).inc()
     if len(sent) < len(items):
+        refused = [i.outbox_id for i, r in zip(items, xadds, strict=True) if isinstance(r, Exception)]
         logger.error(
-            "xadd refused, left in the outbox: %s", next(r for r in xadds if isinstance(r, Exception))
+            "xadd refused, left in the outbox for the relay: %s",
+            next(r for r in xadds if isinstance(r, Exception)),
         )
-    for result in results[len(items) :]:
+        client.srem(sent_key(), *refused)  # marked in the same pipeline: unmark
+    for result in results[len(items) + 2 :]:
         if isinstance(result, Exception):
             logger.warning("apply-on-commit effect failed (the worker will retry): %s", result)
-    if sent:
-        forget_sent(sent, using)
     if _relay_needed and len(sent) == len(items):
         _drain_after_outage(using)
     return len(sent)
@@ -171,18 +176,15 @@ def _drain_after_outage(using: str) -> None:
         logger.info("redis is back: relayed %d outbox events", relayed)
 
 
-def forget_sent(outbox_ids: Sequence[int], using: str = DEFAULT_DB_ALIAS) -> None:
-    """Delete outbox rows whose events are in their streams.
+def sent_key() -> str:
+    return f"{settings.EVENTS_STREAM_PREFIX}:outbox-sent"
 
-    On PostgreSQL the delete commits without waiting for its WAL flush (synchronous_commit off, for
-    this transaction only): it saves the commit's fsync. If a crash loses the delete, the rows stay
-    and the relay sends them again, which at-least-once delivery and idempotent handlers absorb.
+
+def mark_sent(pipe: redis.client.Pipeline, outbox_ids: Sequence[int]) -> None:
+    """Queue the marks (2 commands) that tell the relay these rows' events are in their streams.
+
+    The relay deletes marked rows and publishes unmarked ones; it removes the marks it consumed.
+    The expiry only bounds a set no relay ever empties (no beat running).
     """
-    from core.models import OutboxEvent
-
-    connection = connections[using]
-    with transaction.atomic(using=using):
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        OutboxEvent.objects.using(using).filter(pk__in=outbox_ids).delete()
+    pipe.sadd(sent_key(), *outbox_ids)
+    pipe.expire(sent_key(), SENT_MARK_TTL_SECONDS)

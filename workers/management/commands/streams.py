@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand
 
 from core.connections import stream_client
-from core.events import outbox_size
+from core.events import outbox_backlog
 from workers.streams_admin import dead_letter_count, replay_dead_letters, stream_report
 
 
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         report = {
             "streams": stream_report(client),
             "dead_letters": dead_letter_count(client),
-            "outbox": outbox_size(),
+            "outbox": outbox_backlog(),
         }
         if as_json:
             self.stdout.write(json.dumps(report, indent=2, default=str))
