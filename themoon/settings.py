@@ -145,7 +145,12 @@ SESSION_ENGINE = "django.contrib.sessions.backends.db"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "themoon:ws"},
+        "CONFIG": {
+            # channels-redis waits in BZPOPMIN for 5 s; redis-py 8 would time the read out at 5 s and
+            # kill every idle WebSocket consumer (django/channels_redis#422): give the read room.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}],
+            "prefix": "themoon:ws",
+        },
     }
 }
 
