@@ -5,6 +5,8 @@ from functools import cache
 import redis
 from django.conf import settings
 from django_redis import get_redis_connection
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 
 @cache
@@ -23,4 +25,7 @@ def stream_client() -> redis.Redis:
         socket_connect_timeout=max(settings.REDIS_SOCKET_CONNECT_TIMEOUT, 0.5),
         socket_timeout=block_seconds + 5,
         health_check_interval=30,
+        # One quick retry, not redis-py 8's ten with backoff (~3 s): the consumer has its own
+        # backoff, and an operator's `manage.py streams` should fail fast.
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
     )

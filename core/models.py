@@ -33,11 +33,13 @@ class PublishingQuerySet(models.QuerySet):
     def update(self, **kwargs) -> int:
         """UPDATE, then send post_save for each changed row (with its new version) in the same txn."""
         model = self.model
+        if issubclass(model, VersionedModel) and "version" in kwargs:
+            raise ValueError(f"{model.__name__}.version is bumped by update() itself; do not set it")
         with transaction.atomic(using=self.db):
             ids = list(self._locked_ids())
             if not ids:
                 return 0
-            if issubclass(model, VersionedModel) and "version" not in kwargs:
+            if issubclass(model, VersionedModel):
                 kwargs["version"] = F("version") + 1
             changed = model._base_manager.using(self.db).filter(pk__in=ids)
             count = models.QuerySet.update(changed, **kwargs)

@@ -2,6 +2,8 @@
 
 import logging
 
+import pytest
+
 from core.caching import BaseCacheStrategy, CacheManager
 from tests.test_caching_strategies import RecordingRedis
 
@@ -120,3 +122,8 @@ def test_stats_count_both_generations_of_a_bumped_namespace(redis_client):
     per_namespace = CacheManager().get_stats()["keys_per_namespace"]
     assert per_namespace["alpha"] == 20  # both generations, until the old one expires
     assert per_namespace["themoon"] == 1  # the generation counter itself
+
+
+def test_clear_namespace_refuses_a_glob():
+    with pytest.raises(ValueError, match="Invalid cache key part"):
+        CacheManager().clear_namespace("*")

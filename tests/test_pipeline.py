@@ -442,3 +442,9 @@ def test_idle_consumers_without_pending_entries_leave_the_group(
     names = {c["name"] for c in redis_client.xinfo_consumers(stream_name("feed"), "cache")}
     assert names == {b"gone"}, "only a consumer holding a pending entry stays"
     assert removed == 1
+
+
+def test_update_refuses_to_set_a_version_by_hand(transactional_db, pipeline_settings, redis_client):
+    post = make_post()
+    with pytest.raises(ValueError, match="bumped by update"):
+        Post.objects.filter(pk=post.pk).update(version=1)

@@ -5,6 +5,7 @@ from typing import Any
 
 import redis
 
+from core.caching.keys import CacheKeyBuilder
 from core.caching.namespaces import generations
 from core.caching.strategies import stats
 from core.connections import cache_client
@@ -46,7 +47,9 @@ class CacheManager:
         }
 
     def clear_namespace(self, namespace: str) -> int:
-        """UNLINK every key of `namespace` (all versions), by SCAN: never KEYS. Returns the count."""
+        """UNLINK every key of `namespace` (all versions), by SCAN: never KEYS. Returns the count.
+        Raises ValueError for a namespace that is not a plain name (a glob would match others)."""
+        CacheKeyBuilder(namespace)  # validates: letters, digits, '_', '.', '-'
         removed = 0
         batch: list[bytes] = []
         for key in self.client.scan_iter(match=f"{namespace}:*", count=_SCAN_COUNT):
