@@ -271,6 +271,8 @@ def test_a_detail_fill_that_raced_a_write_applied_by_the_worker_is_not_stored(
 ):
     alice, _, _ = people
     post = make_post(alice, "old")
+    # The worker writes post.created through; only then is the key ours to empty for the fill.
+    eventually(lambda: details.get(details.detail_key(post.pk)) is not None)
     details.delete(details.detail_key(post.pk))
     loader = PausedLoader(lambda: queries.post_detail_or_none(post.pk))
     thread, _ = loader.run_in_thread(lambda load: details.get_post(post.pk, load))
