@@ -22,10 +22,17 @@ from feed.auth import issue_token
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.models import AppUser, Follow, Post
 from tests.factories import make_post, make_user
-from tests.polling import eventually
+from tests.polling import eventually as _eventually
 
 details = PostDetailCache()
 counts = ReactionCountsCache()
+
+
+def eventually(check, timeout: float = 20.0, interval: float = 0.02):
+    """tests.polling.eventually with a deadline roomy enough for a loaded, shared machine."""
+    return _eventually(check, timeout=timeout, interval=interval)
+
+
 feeds = UserFeedCache()
 
 
