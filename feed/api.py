@@ -12,11 +12,10 @@ from django.contrib.auth import authenticate, login, logout
 from django.http import HttpRequest, HttpResponse
 from ninja import Path, Query, Router, Status
 from ninja.errors import HttpError
-from ninja.security import SessionAuth
 
 from core.caching import CacheSerializer
 from feed import selectors, services
-from feed.auth import BearerToken, issue_token, revoke_token
+from feed.auth import api_auth, bearer, issue_token, revoke_token
 from feed.schemas import (
     MAX_FEED_PAGE,
     MAX_ID,
@@ -39,23 +38,7 @@ from feed.schemas import (
 router = Router(tags=["feed"])
 
 
-class LoggedInSession(SessionAuth):
-    """The session, CSRF-checked only when there is a logged-in session to protect.
-
-    ninja's `django_auth` runs the CSRF check before looking at the user, so a bearer-token client
-    (no CSRF cookie) got 403 on every POST instead of reaching the token check, and an anonymous
-    caller got 403 instead of 401.
-    """
-
-    def __call__(self, request: HttpRequest):
-        if not request.user.is_authenticated:
-            return None
-        return super().__call__(request)
-
-
-bearer = BearerToken()
-# Bearer first: a token client never meets the session's CSRF check.
-auth = [bearer, LoggedInSession()]
+auth = api_auth
 
 _STATUS = {
     services.InvalidInput: 400,

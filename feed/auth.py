@@ -8,7 +8,7 @@ import hashlib
 import secrets
 
 from django.http import HttpRequest
-from ninja.security import HttpBearer, django_auth
+from ninja.security import HttpBearer, SessionAuth
 
 from feed.models import AppUser, AuthToken
 
@@ -44,5 +44,20 @@ class BearerToken(HttpBearer):
         return user
 
 
-# Session first (browsers, CSRF-checked on unsafe methods), then bearer token.
-api_auth = [django_auth, BearerToken()]
+class LoggedInSession(SessionAuth):
+    """The session, CSRF-checked only when there is a logged-in session to protect.
+
+    ninja's `django_auth` runs the CSRF check before looking at the user, so a bearer-token client
+    (no CSRF cookie) got 403 on every POST instead of reaching the token check, and an anonymous
+    caller got 403 instead of 401.
+    """
+
+    def __call__(self, request: HttpRequest):
+        if not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
+
+
+bearer = BearerToken()
+# Bearer first: a token client never meets the session's CSRF check; browsers use the session.
+api_auth = [bearer, LoggedInSession()]

@@ -137,3 +137,14 @@ def test_deleting_a_token_needs_a_bearer_token():
     client = Client()
     client.force_login(user)
     assert client.delete("/api/auth/token").status_code == 401
+
+
+def test_a_token_client_writes_to_chat_without_csrf_and_anonymous_gets_401():
+    from feed.auth import issue_token
+
+    ann, bob = make_user(), make_user()
+    client = Client(enforce_csrf_checks=True)
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {issue_token(ann)}"}
+    created = post(client, "/api/conversations", {"participant_ids": [bob.pk]}, **headers)
+    assert created.status_code == 201, created.content
+    assert post(client, "/api/conversations", {"participant_ids": [bob.pk]}).status_code == 401
