@@ -45,15 +45,19 @@ class PublishingQuerySet(models.QuerySet):
             count = models.QuerySet.update(changed, **kwargs)
             fields = frozenset(kwargs)
             for instance in model._base_manager.using(self.db).filter(pk__in=ids):
-                post_save.send(
-                    sender=model,
-                    instance=instance,
-                    created=False,
-                    update_fields=fields,
-                    raw=False,
-                    using=self.db,
-                )
+                self._saved(instance, created=False, update_fields=fields)
         return count
+
+    def _saved(self, instance, created: bool, update_fields) -> None:
+        """What Model.save() would have signalled: the receivers publish the row's event."""
+        post_save.send(
+            sender=self.model,
+            instance=instance,
+            created=created,
+            update_fields=update_fields,
+            raw=False,
+            using=self.db,
+        )
 
     def _locked_ids(self):
         """The matching ids, locked in id order (no deadlock between two bulk updates)."""
@@ -68,14 +72,7 @@ class PublishingQuerySet(models.QuerySet):
         with transaction.atomic(using=self.db):
             created = super().bulk_create(objs, *args, **kwargs)
             for instance in created:
-                post_save.send(
-                    sender=self.model,
-                    instance=instance,
-                    created=True,
-                    update_fields=None,
-                    raw=False,
-                    using=self.db,
-                )
+                self._saved(instance, created=True, update_fields=None)
         return created
 
     def bulk_update(self, objs, fields, batch_size=None):

@@ -2,7 +2,7 @@
 
 import re
 
-from core.caching import is_tombstone
+from core.caching import CacheAsideStrategy, is_tombstone
 from core.caching.serializers import CorruptCacheValue, serializer
 from core.caching.strategies import LEASE_PREFIX
 from core.consistency import CacheCheck, CheckResult, register
@@ -25,40 +25,61 @@ def _entries(client, pattern: str):
             yield key, raw
 
 
-class PostDetailCheck(CacheCheck):
-    name = "post details"
+class _PerPostCheck(CacheCheck):
+    """A per-post entry: a tombstone (or a cached null) must match a missing row; anything else
+    must serve what the database says now."""
+
+    suffix = ""
+
+    def cache(self) -> CacheAsideStrategy:
+        raise NotImplementedError
+
+    def load(self, post_id: int) -> dict | None:
+        raise NotImplementedError
+
+    def served(self, value: dict) -> object:
+        """The part of an entry (cached or loaded) that readers see."""
+        return value
 
     def run(self, sample: int | None = None) -> CheckResult:
-        cache, result = PostDetailCache(), CheckResult(self.name)
-        for key, cached in _entries(cache.client, cache.key_pattern("{post:*}:detail")):
-            post_id = int(_POST.search(key).group(1))
-            expected = queries.post_detail_or_none(post_id)
-            result.checked += 1
-            if is_tombstone(cached) or cached is None:
-                if expected is not None:
-                    result.mismatch(key.decode(), cached, expected)
-            elif expected is None or serializer.loads(serializer.dumps(expected)) != cached:
-                result.mismatch(key.decode(), cached, expected)
-        return result
-
-
-class ReactionCountsCheck(CacheCheck):
-    name = "reaction counts"
-
-    def run(self, sample: int | None = None) -> CheckResult:
-        cache, result = ReactionCountsCache(), CheckResult(self.name)
-        for key, cached in _entries(cache.client, cache.key_pattern("{post:*}:reactions")):
-            post_id = int(_POST.search(key).group(1))
-            expected = queries.post_stats_or_none(post_id)
+        cache, result = self.cache(), CheckResult(self.name)
+        for key, cached in _entries(cache.client, cache.key_pattern(self.suffix)):
+            expected = self.load(int(_POST.search(key).group(1)))
             result.checked += 1
             if is_tombstone(cached) or cached is None:
                 if expected is not None:
                     result.mismatch(key.decode(), cached, expected)
                 continue
-            served = (cached.get("reactions"), cached.get("comments")) if isinstance(cached, dict) else cached
-            if expected is None or served != (expected["reactions"], expected["comments"]):
-                result.mismatch(key.decode(), served, expected)
+            normalized = None if expected is None else serializer.loads(serializer.dumps(expected))
+            served = self.served(cached) if isinstance(cached, dict) else cached
+            if normalized is None or served != self.served(normalized):
+                result.mismatch(key.decode(), served, normalized)
         return result
+
+
+class PostDetailCheck(_PerPostCheck):
+    name, suffix = "post details", "{post:*}:detail"
+
+    def cache(self) -> CacheAsideStrategy:
+        return PostDetailCache()
+
+    def load(self, post_id: int) -> dict | None:
+        return queries.post_detail_or_none(post_id)
+
+
+class ReactionCountsCheck(_PerPostCheck):
+    """Counts only: a cached snapshot may carry an older stats version with the same counts."""
+
+    name, suffix = "reaction counts", "{post:*}:reactions"
+
+    def cache(self) -> CacheAsideStrategy:
+        return ReactionCountsCache()
+
+    def load(self, post_id: int) -> dict | None:
+        return queries.post_stats_or_none(post_id)
+
+    def served(self, value: dict) -> object:
+        return value.get("reactions"), value.get("comments")
 
 
 class FeedPageCheck(CacheCheck):

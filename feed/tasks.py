@@ -4,8 +4,7 @@ from celery import shared_task
 from django.conf import settings
 
 from feed.fanout import invalidate_feeds_now
-from feed.warmup import warm_feeds, warm_posts
-from workers.locks import single_flight
+from feed.warmup import WarmupResult, warm_once
 
 
 @shared_task(
@@ -24,16 +23,14 @@ def invalidate_feeds(user_ids: list[int]) -> int:
 @shared_task(name="feed.warm_popular_posts", ignore_result=True)
 def warm_popular_posts(k: int | None = None) -> dict:
     """Warm the top-K posts' details and counts; a lock keeps overlapping runs from doubling up."""
-    with single_flight("warm_popular_posts", ttl_seconds=600) as mine:
-        if not mine:
-            return {"skipped": "another warm-up holds the lock"}
-        return vars(warm_posts(k or settings.WARM_POSTS_TOP_K))
+    return _summary(warm_once("posts", k or settings.WARM_POSTS_TOP_K))
 
 
 @shared_task(name="feed.warm_active_feeds", ignore_result=True)
 def warm_active_feeds(k: int | None = None) -> dict:
     """Warm page 1 of the most active users' feeds, under the same kind of lock."""
-    with single_flight("warm_active_feeds", ttl_seconds=600) as mine:
-        if not mine:
-            return {"skipped": "another warm-up holds the lock"}
-        return vars(warm_feeds(k or settings.WARM_FEEDS_TOP_K))
+    return _summary(warm_once("feeds", k or settings.WARM_FEEDS_TOP_K))
+
+
+def _summary(result: WarmupResult | None) -> dict:
+    return {"skipped": "another warm-up holds the lock"} if result is None else vars(result)

@@ -127,3 +127,16 @@ def warm_feeds(k: int, size: int | None = None, progress: Progress | None = None
             progress(len(chunk))
     result.seconds = time.perf_counter() - started
     return result
+
+
+LOCKS = {"posts": "warm_popular_posts", "feeds": "warm_active_feeds"}
+
+
+def warm_once(what: str, k: int, progress: Progress | None = None) -> WarmupResult | None:
+    """Run one warm-up ("posts" or "feeds") under its lock, shared by the beat task and the
+    command: None if another run holds the lock (two beats, or a run still going)."""
+    from workers.locks import single_flight
+
+    warm = warm_posts if what == "posts" else warm_feeds
+    with single_flight(LOCKS[what], ttl_seconds=600) as mine:
+        return warm(k, progress=progress) if mine else None

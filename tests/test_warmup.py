@@ -147,7 +147,7 @@ def test_two_concurrent_warm_ups_do_the_work_once(transactional_db, redis_client
 
     results = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("feed.tasks.warm_posts", slow_warm)
+        patch.setattr("feed.warmup.warm_posts", slow_warm)
         threads = [threading.Thread(target=lambda: results.append(warm_popular_posts(30))) for _ in range(2)]
         for thread in threads:
             thread.start()

@@ -4,8 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from feed.warmup import warm_feeds, warm_posts
-from workers.locks import single_flight
+from feed.warmup import warm_once
 
 
 class Command(BaseCommand):
@@ -23,13 +22,11 @@ class Command(BaseCommand):
     def handle(self, *args, posts: int, feeds: int, **options) -> None:
         if posts < 0 or feeds < 0:
             raise CommandError("--posts and --feeds must be >= 0")
-        for name, k, warm in (("posts", posts, warm_posts), ("feeds", feeds, warm_feeds)):
+        for name, k in (("posts", posts), ("feeds", feeds)):
             if k == 0:
                 continue
-            with single_flight(f"warm_{'popular_posts' if name == 'posts' else 'active_feeds'}", 600) as mine:
-                if not mine:
-                    self.stdout.write(f"{name}: another warm-up is running, skipped")
-                    continue
-                with tqdm(total=k, desc=f"warming {name}", unit=name[:-1], file=self.stderr) as bar:
-                    result = warm(k, progress=bar.update)
-            self.stdout.write(str(result))
+            with tqdm(total=k, desc=f"warming {name}", unit=name[:-1], file=self.stderr) as bar:
+                result = warm_once(name, k, progress=bar.update)
+            self.stdout.write(
+                f"{name}: another warm-up is running, skipped" if result is None else str(result)
+            )
