@@ -18,7 +18,6 @@ if importlib.util.find_spec("daphne") is None:
 
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.db import connections
 from django.test import Client
 
@@ -60,6 +59,23 @@ async def frame_of(ws: WebsocketCommunicator, kind: str, timeout: float = 5) -> 
             return frame
 
 
+async def frames_until(ws: WebsocketCommunicator, kind: str, timeout: float = 5) -> list[dict]:
+    """Every frame up to and including the next one of type `kind`."""
+    frames = []
+    while not frames or frames[-1]["type"] != kind:
+        frames.append(await ws.receive_json_from(timeout=timeout))
+    return frames
+
+
+async def eventually_async(check, timeout: float = 5) -> None:
+    """Poll a synchronous check (run off the loop) until it holds, or fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await sync_to_async(check, thread_sensitive=False)():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
 async def join(ws: WebsocketCommunicator) -> tuple[dict, dict]:
     connected, _ = await ws.connect()
     assert connected
@@ -75,7 +91,15 @@ async def closed_with(ws: WebsocketCommunicator) -> int:
     assert connected  # accepted, so that the close code reaches the client
     output = await ws.receive_output(timeout=5)
     assert output["type"] == "websocket.close"
+    await ws.disconnect(timeout=10)  # what the server sends next; the consumer must then stop cleanly
     return output["code"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer(settings):
+    """Each test runs its own event loop: give it a channel layer with no state (locks, pools) from
+    the previous test's loop. Channels rebuilds its layers when CHANNEL_LAYERS changes."""
+    settings.CHANNEL_LAYERS = {**settings.CHANNEL_LAYERS}
 
 
 @pytest.fixture
@@ -115,7 +139,7 @@ def test_a_session_user_gets_the_history_and_presence_on_connect(room):
         assert [m["id"] for m in history["messages"]] == sent[-50:]
         assert history["messages"][-1]["body"] == "old 54"
         assert online["user_ids"] == [ann.pk]
-        await ws.disconnect()
+        await ws.disconnect(timeout=10)
 
     run(scenario())
     assert not OnlineStatusCache().is_online(ann.pk)
@@ -136,10 +160,10 @@ def test_a_message_is_saved_and_broadcast_to_every_member(room):
             frame = await frame_of(ws, "message")
             assert frame["message"]["body"] == "hello bob"
             assert frame["message"]["sender_id"] == ann.pk
-        await a.disconnect()
+        await a.disconnect(timeout=10)
         left = await frame_of(b, "presence")
         assert (left["user_id"], left["online"]) == (ann.pk, False)
-        await b.disconnect()
+        await b.disconnect(timeout=10)
 
     run(scenario())
     [saved] = Message.objects.filter(conversation=conversation)
@@ -160,14 +184,16 @@ def test_typing_reaches_the_others_and_ping_refreshes_presence(room):
         typing = await frame_of(b, "typing")
         assert (typing["user_id"], typing["username"], typing["typing"]) == (ann.pk, "ann", True)
         assert TypingIndicatorCache().typing_in(conversation.pk) == [ann.pk]
+        await a.send_json_to({"type": "message", "body": "done typing"})
+        # Ann's group events reach her in order: an echo of her own typing would come before this.
+        before_her_message = await frames_until(a, "message")
+        assert "typing" not in [f["type"] for f in before_her_message]
+        await frame_of(b, "message")
+        await eventually_async(lambda: TypingIndicatorCache().typing_in(conversation.pk) == [])
         await a.send_json_to({"type": "ping"})
         assert (await frame_of(a, "pong")) == {"type": "pong"}
-        assert await a.receive_nothing(timeout=0.2)  # nobody echoed ann's own typing back to her
-        await a.send_json_to({"type": "message", "body": "done typing"})
-        await frame_of(b, "message")
-        assert TypingIndicatorCache().typing_in(conversation.pk) == []
-        await a.disconnect()
-        await b.disconnect()
+        await a.disconnect(timeout=10)
+        await b.disconnect(timeout=10)
 
     run(scenario())
 
@@ -200,26 +226,15 @@ def test_bad_frames_get_an_error_and_the_connection_survives(room, settings):
         assert "at most 20" in errors[7]["error"]
         await ws.send_json_to({"type": "message", "body": "still here"})
         assert (await frame_of(ws, "message"))["message"]["body"] == "still here"
-        await ws.disconnect()
+        await ws.disconnect(timeout=10)
 
     run(scenario())
     assert list(Message.objects.values_list("body", flat=True)) == ["still here"]
 
 
-def _layer_outlives_its_poll() -> bool:
-    """channels-redis blocks 5 s in BZPOPMIN; redis-py 8 reads with a 5 s socket timeout unless told
-    otherwise, so every idle consumer dies with TimeoutError (django/channels_redis#422)."""
-    hosts = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("hosts") or []
-    timeouts = [host.get("socket_timeout", 5) if isinstance(host, dict) else 5 for host in hosts]
-    return bool(timeouts) and all(t is None or t > 5 for t in timeouts)
-
-
-@pytest.mark.xfail(
-    not _layer_outlives_its_poll(),
-    strict=True,
-    reason="CHANNEL_LAYERS hosts need a socket_timeout above 5 s (themoon/settings.py)",
-)
 def test_an_idle_connection_stays_open_past_the_channel_layer_poll(room):
+    """channels-redis blocks 5 s in BZPOPMIN; with redis-py 8's default 5 s socket timeout every idle
+    consumer died with TimeoutError (django/channels_redis#422) unless CHANNEL_LAYERS sets a longer one."""
     conversation = room["conversation"]
 
     async def scenario():
@@ -228,6 +243,6 @@ def test_an_idle_connection_stays_open_past_the_channel_layer_poll(room):
         assert await ws.receive_nothing(timeout=7, interval=0.5)
         await ws.send_json_to({"type": "ping"})
         assert (await frame_of(ws, "pong")) == {"type": "pong"}
-        await ws.disconnect()
+        await ws.disconnect(timeout=10)
 
     run(scenario())
