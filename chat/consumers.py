@@ -39,8 +39,8 @@ def off_loop(fn):
     """Run a blocking call (ORM, sync Redis) in the thread pool, never on the event loop.
 
     Not in the one thread Channels gives the ORM by default: saves and reads from many sockets then
-    run in parallel instead of queueing behind each other. Each pool thread keeps its own database
-    connection, closed when stale like any other (close_old_connections around every call).
+    run in parallel instead of queueing behind each other. Database connections are handled around
+    every call by close_old_connections (returned to the process's pool when pooling is on).
     """
     return database_sync_to_async(fn, thread_sensitive=False)
 
