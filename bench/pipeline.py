@@ -14,12 +14,13 @@ import argparse
 import multiprocessing
 import os
 import random
-import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 from bench.harness import bench_database, environment, per_second, percentile, table
 
+PLOT = Path(__file__).resolve().parent / "lag.png"
 ARGS = argparse.Namespace(events=30_000, rate=1000, seconds=10.0, creates=3000, writers=4)
 
 
@@ -144,10 +145,8 @@ def throughput(count: int) -> list[tuple]:
 
 
 def _consume_and_record_lag(stop_at: float, lag_key: str) -> None:
-    """Runs in a child process: a real consumer that records, per event, now - occurred_at."""
-    from django.db import connections
-
-    connections.close_all()
+    """Runs in a child process: a real consumer that records, per post.updated event, when it was
+    applied and how long after its creation (in the writing transaction, just before commit)."""
     from core.connections import cache_client
     from workers.consumer import StreamConsumer
 
@@ -155,13 +154,13 @@ def _consume_and_record_lag(stop_at: float, lag_key: str) -> None:
         def process(self, entries):
             failed = super().process(entries)
             now = time.time()
-            lags = [
-                now - datetime.fromisoformat(e.event.occurred_at).timestamp()
+            samples = [
+                f"{now:.6f}:{now - datetime.fromisoformat(e.event.occurred_at).timestamp():.6f}"
                 for e in entries
                 if e.event and e.event.type == "post.updated"
             ]
-            if lags:
-                cache_client().rpush(lag_key, *[f"{lag:.6f}" for lag in lags])
+            if samples:
+                cache_client().rpush(lag_key, *samples)
             return failed
 
     consumer = LagRecordingConsumer(name="lag-consumer")
@@ -170,62 +169,90 @@ def _consume_and_record_lag(stop_at: float, lag_key: str) -> None:
         consumer.process(consumer.read(pending=False))
 
 
+def _write_paced(post_ids: list[int], per_second: float, seconds: float, done) -> None:
+    """Runs in a child process: saves one of `post_ids` every 1/per_second s for `seconds`."""
+    from feed.models import Post
+
+    posts = list(Post.objects.filter(pk__in=post_ids))
+    interval = 1 / per_second
+    next_at = time.perf_counter()
+    end = next_at + seconds
+    i = 0
+    while time.perf_counter() < end:
+        post = posts[i % len(posts)]
+        post.body = f"update {i}"
+        post.save(update_fields=["body", "updated_at"])
+        i += 1
+        next_at += interval
+        delay = next_at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    done.value = i
+
+
 def lag(rate: int, seconds: float, writers: int) -> list[tuple]:
-    """(b): saves paced at `rate`/s across `writers` threads; lag measured by the consumer."""
+    """(b): saves paced at `rate`/s by `writers` processes; lag measured by a consumer process."""
     from django.conf import settings
     from django.db import connections
 
     from core.connections import cache_client
     from feed.models import AppUser, Post
 
-    settings.EVENTS_APPLY_ON_COMMIT = False
+    settings.EVENTS_APPLY_ON_COMMIT = False  # so the worker is what updates the cache
     settings.EVENTS_BLOCK_MS = 50
     author = AppUser.objects.create(username="lag-author")
     posts = Post.objects.bulk_create([Post(author=author, body="x") for _ in range(writers * 10)])
     lag_key = "bench:lag"
-    stop_at = time.time() + seconds + 3
-    connections.close_all()
-    child = multiprocessing.get_context("fork").Process(
-        target=_consume_and_record_lag, args=(stop_at, lag_key)
-    )
-    child.start()
+    started = time.time()
+    connections.close_all()  # forked children open their own
+    fork = multiprocessing.get_context("fork")
+    consumer = fork.Process(target=_consume_and_record_lag, args=(started + seconds + 3, lag_key))
+    consumer.start()
     time.sleep(0.5)
-    interval = writers / rate
-    done = [0] * writers
-
-    def write(index: int) -> None:
-        mine = posts[index * 10 : index * 10 + 10]
-        next_at = time.perf_counter()
-        end = next_at + seconds
-        i = 0
-        while time.perf_counter() < end:
-            post = mine[i % len(mine)]
-            post.body = f"update {i}"
-            post.save(update_fields=["body", "updated_at"])
-            done[index] += 1
-            i += 1
-            next_at += interval
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        connections.close_all()
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    child.join(timeout=seconds + 10)
-    lags_ms = [float(v) * 1000 for v in cache_client().lrange(lag_key, 0, -1)]
+    counts = [fork.Value("i", 0) for _ in range(writers)]
+    procs = [
+        fork.Process(
+            target=_write_paced,
+            args=([p.pk for p in posts[i * 10 : i * 10 + 10]], rate / writers, seconds, n),
+        )
+        for i, n in enumerate(counts)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    consumer.join(timeout=seconds + 10)
+    samples = [tuple(map(float, v.split(b":"))) for v in cache_client().lrange(lag_key, 0, -1)]
     settings.EVENTS_APPLY_ON_COMMIT = True
-    achieved = sum(done) / seconds
+    written = sum(n.value for n in counts)
+    lags_ms = [lag * 1000 for _, lag in samples]
+    _plot_lag([(at - started, lag * 1000) for at, lag in samples], rate)
     return [
-        ("writes/s achieved (target rate)", f"{achieved:,.0f} ({rate:,})", ""),
-        ("events applied by the worker", f"{len(lags_ms):,} of {sum(done):,}", ""),
+        ("writes/s achieved (target rate)", f"{written / seconds:,.0f} ({rate:,})", ""),
+        ("events applied by the worker", f"{len(lags_ms):,} of {written:,}", ""),
         ("commit -> cache lag p50", f"{percentile(lags_ms, 50):.2f} ms", ""),
         ("commit -> cache lag p99", f"{percentile(lags_ms, 99):.2f} ms", ""),
         ("commit -> cache lag max", f"{max(lags_ms, default=float('nan')):.2f} ms", ""),
     ]
+
+
+def _plot_lag(points: list[tuple[float, float]], rate: int) -> None:
+    """bench/lag.png: each event's commit -> cache lag against when it was applied."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 3.5), dpi=110)
+    axes.scatter([t for t, _ in points], [ms for _, ms in points], s=2, alpha=0.5)
+    axes.set_yscale("log")
+    axes.set_xlabel("seconds into the run")
+    axes.set_ylabel("commit -> cache lag (ms, log)")
+    axes.set_title(f"themoon pipeline: lag per event at {rate:,} writes/s target")
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(PLOT)
+    plt.close(figure)
 
 
 def create_rate(count: int) -> list[tuple]:
@@ -272,7 +299,8 @@ def run(args: argparse.Namespace = ARGS) -> str:
         rows += lag(args.rate, args.seconds, args.writers)
         rows += create_rate(args.creates)
         env = environment()
-    return f"### Pipeline ({env})\n\n" + table(["measure", "figure", "vs baseline"], rows)
+    figures = table(["measure", "figure", "vs baseline"], rows)
+    return f"### Pipeline ({env})\n\n{figures}\n\n![commit to cache lag over time](lag.png)"
 
 
 def main() -> None:

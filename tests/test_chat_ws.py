@@ -2,20 +2,8 @@
 middleware, routing) with Channels' WebsocketCommunicator and the Redis channel layer."""
 
 import asyncio
-import importlib.util
-import sys
-import types
 
 import pytest
-
-if importlib.util.find_spec("daphne") is None:
-    # `channels.testing` imports daphne for its live-server test case only; the pinned environment
-    # has no daphne (uvicorn serves us). Stand in for that one name so WebsocketCommunicator loads.
-    stub = types.ModuleType("daphne.testing")
-    stub.DaphneProcess = None
-    sys.modules.setdefault("daphne", types.ModuleType("daphne"))
-    sys.modules.setdefault("daphne.testing", stub)
-
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connections

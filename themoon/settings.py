@@ -99,9 +99,11 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", True):
-    # Under ASGI every request runs in a fresh thread: persistent per-thread connections would pile
-    # up until PostgreSQL refuses more. A pool shares a bounded set instead (psycopg_pool).
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", False):
+    # For the web process (the Procfile sets it): under ASGI every request runs in a fresh thread,
+    # and per-thread persistent connections would pile up until PostgreSQL refuses more. A pool
+    # shares a bounded set instead (psycopg_pool). Not for Celery workers: a pool does not survive
+    # the prefork pool's fork.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
