@@ -179,7 +179,7 @@ EVENTS_STREAM_PREFIX = env_str("EVENTS_STREAM_PREFIX", "themoon:events")
 # entries a consumer group has not acknowledged.
 EVENTS_STREAM_MAXLEN = env_int("EVENTS_STREAM_MAXLEN", 1_000_000)
 EVENTS_CONSUMER_GROUP = env_str("EVENTS_CONSUMER_GROUP", "cache")
-EVENTS_BATCH_SIZE = env_int("EVENTS_BATCH_SIZE", 200)
+EVENTS_BATCH_SIZE = env_int("EVENTS_BATCH_SIZE", 500)
 EVENTS_BLOCK_MS = env_int("EVENTS_BLOCK_MS", 1000)
 # A pending entry idle this long belongs to a consumer presumed dead, and is reclaimed.
 EVENTS_CLAIM_IDLE_MS = env_int("EVENTS_CLAIM_IDLE_MS", 30_000)

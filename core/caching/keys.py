@@ -5,6 +5,7 @@ of one entity lands in one Redis Cluster slot; that is what lets a Lua script or
 """
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 # Letters, digits and a few separators; no ':' (our separator), no braces (hash tags), no spaces.
@@ -46,11 +47,18 @@ class CacheKeyBuilder:
     def build(self, *parts: object) -> str:
         if not parts:
             raise ValueError("A cache key needs at least one part")
-        return self.prefix + ":".join(_render(part) for part in parts)
+        return self.prefix + _joined(parts)
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this namespace and version."""
         return self.prefix + "*"
+
+
+@lru_cache(maxsize=65536)
+def _joined(parts: tuple) -> str:
+    """Validated, joined parts; memoized, as the same keys are built again and again on hot paths.
+    (Parts are ints, strings and HashTags: hashable, and 1 and True never both occur.)"""
+    return ":".join(_render(part) for part in parts)
 
 
 def identity_key(key: str, key_prefix: str, version: int) -> str:

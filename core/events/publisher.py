@@ -62,7 +62,7 @@ def publish(event: Event, domain: str, using: str = DEFAULT_DB_ALIAS) -> None:
     stream = stream_name(domain)
     payload = event.encode()
     connection = connections[using]
-    outbox_id = OutboxEvent.objects.using(using).create(stream=stream, payload=payload).pk
+    outbox_id = OutboxEvent.record(stream, payload, using)
     item = Outgoing(outbox_id, stream, payload, event)
     if not connection.in_atomic_block:
         # Autocommit: the change (and the outbox row) are committed already.
