@@ -224,8 +224,8 @@ def measure_http(
     or "wsgi" (themoon.wsgi through uvicorn's WSGI adapter: a pool of 10 reused threads).
 
     Under ASGI, Django runs each request's sync code in a fresh thread, so persistent database
-    connections (CONN_MAX_AGE > 0) pile up one per request until PostgreSQL refuses clients: the
-    ASGI run uses DATABASE_CONN_MAX_AGE=0, a new connection per request. The WSGI run keeps them.
+    connections (CONN_MAX_AGE > 0) would pile up one per request: the ASGI run uses the connection
+    pool the Procfile turns on for web (DATABASE_POOL=true). The WSGI run keeps per-thread ones.
     """
     from feed import selectors
     from feed.auth import issue_token
@@ -238,7 +238,7 @@ def measure_http(
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_DEBUG": "false", "LOG_LEVEL": "WARNING"}
     if interface == "asgi":
-        env["DATABASE_CONN_MAX_AGE"] = "0"
+        env["DATABASE_POOL"] = "true"
         app = ["themoon.asgi:application", "--interface", "asgi3", "--lifespan", "off"]
     else:
         app = ["themoon.wsgi:application", "--interface", "wsgi"]
@@ -302,7 +302,7 @@ def run(args: argparse.Namespace = ARGS) -> str:
         ("page + counts, DB (`feed_page` + `post_stats_many`)", _us(reads["db_counts"]), "", "", ""),
         ("page + counts via `selectors.feed`, hot (2 round trips)", _us(reads["hot_counts"]), "DB",
          f"{reads['db_counts'] / reads['hot_counts']:.1f}x faster", ""),
-        ("HTTP GET /api/feed hot: uvicorn ASGI (as deployed), 1 worker, CONN_MAX_AGE=0",
+        ("HTTP GET /api/feed hot: uvicorn ASGI (as deployed), 1 worker, DB connection pool",
          f"{asgi_rate:,.0f} req/s", "", asgi_how, ""),
         ("HTTP GET /api/feed hot: same app as WSGI in uvicorn (10 threads, persistent DB conns)",
          f"{wsgi_rate:,.0f} req/s", "", wsgi_how, ""),
