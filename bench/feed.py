@@ -185,8 +185,9 @@ def _wrk(port: int, tokens: list[str], seconds: float, connections: int) -> tupl
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"wrk saw {errors.group(1)} error responses:\n{out}")
-    p50 = re.search(r"50%\s+(\S+)", out).group(1)
-    p99 = re.search(r"99%\s+(\S+)", out).group(1)
+    # The latency distribution lines only ("  50%  84.51ms"), not a stats line ending in "72.50%".
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1)
     return rate, f"wrk -t2 -c{connections}, p50 {p50}, p99 {p99}"
 
 

@@ -16,7 +16,10 @@ logger = logging.getLogger("core.events")
 
 
 def relay_outbox(
-    min_age_seconds: float | None = None, batch: int | None = None, using: str = DEFAULT_DB_ALIAS
+    min_age_seconds: float | None = None,
+    batch: int | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    max_batches: int | None = None,
 ) -> int:
     """Sweep outbox rows older than `min_age_seconds`, oldest first: rows their commit marked sent
     are deleted; the others are sent to their streams, then deleted.
@@ -25,6 +28,7 @@ def relay_outbox(
     transaction and locks its rows with SKIP LOCKED (PostgreSQL), so concurrent relays never send a
     row twice; if Redis fails mid-batch the transaction rolls back and the rows stay. Duplicates
     with a commit-time send are possible and harmless: delivery is at least once, handlers idempotent.
+    `max_batches` bounds the work of one call (the commit-time drain does one batch; beat the rest).
     Returns the number of events this call sent (not counting rows that were only swept).
     Raises redis errors (the caller retries later).
     """
@@ -33,8 +37,9 @@ def relay_outbox(
     age = settings.EVENTS_OUTBOX_RELAY_AGE_SECONDS if min_age_seconds is None else min_age_seconds
     size = batch or settings.EVENTS_OUTBOX_RELAY_BATCH
     client = cache_client()
-    total = 0
-    while True:
+    total = batches = 0
+    while max_batches is None or batches < max_batches:
+        batches += 1
         cutoff = timezone.now() - timedelta(seconds=age)
         with transaction.atomic(using=using):
             rows = list(
@@ -65,6 +70,7 @@ def relay_outbox(
             logger.info("outbox relay sent %d events (and swept %d)", len(unsent), len(rows) - len(unsent))
         if len(rows) < size:
             return total
+    return total
 
 
 def outbox_backlog(using: str = DEFAULT_DB_ALIAS, limit: int = 100_000) -> int:

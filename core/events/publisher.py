@@ -167,7 +167,8 @@ def _drain_after_outage(using: str) -> None:
 
     _relay_needed = False
     try:
-        relayed = relay_outbox(min_age_seconds=0, using=using)
+        # One batch, not the whole backlog: this runs on some request's commit. Beat does the rest.
+        relayed = relay_outbox(min_age_seconds=0, using=using, max_batches=1)
     except Exception:
         _relay_needed = True
         logger.exception("outbox drain after a Redis outage failed; the beat relay will retry")
