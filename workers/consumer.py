@@ -27,7 +27,7 @@ from django.db import close_old_connections, connections
 from core import metrics
 from core.connections import stream_client
 from core.events import Event, InvalidEvent, all_streams, dead_letter_stream
-from core.events.streams import EVENT_FIELD
+from core.events.streams import EVENT_FIELD, consumer_heartbeats
 from workers.registry import HandlerRegistry, UnknownEventType, registry
 
 logger = logging.getLogger("workers.consumer")
@@ -66,6 +66,7 @@ class StreamConsumer:
         self._attempts: dict[str, int] = {}
         self._stopping = threading.Event()
         self._last_reclaim = 0.0
+        self._last_heartbeat = 0.0
         self.processed = 0
         self.dead_lettered = 0
 
@@ -105,6 +106,7 @@ class StreamConsumer:
                         own_backlog = True  # failed entries stay pending: retry them
                         time.sleep(min(backoff, 1.0))
                     self.maybe_reclaim()
+                    self.heartbeat()
                     backoff = 0.1
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 logger.warning("stream consumer %s lost redis (%s); retry in %.1fs", self.name, exc, backoff)
@@ -138,6 +140,19 @@ class StreamConsumer:
                 payload = (fields or {}).get(EVENT_FIELD)
                 entries.append(Entry(stream_name, _text(entry_id), payload))
         return entries
+
+    def heartbeat(self, every_seconds: float = 1.0) -> None:
+        """Tell /api/health this consumer is alive (at most once a second; one pipelined trip)."""
+        now = time.time()
+        if now - self._last_heartbeat < every_seconds:
+            return
+        self._last_heartbeat = now
+        key = consumer_heartbeats()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(key, {self.name: int(now * 1000)})
+        pipe.zremrangebyscore(key, "-inf", int((now - 3600) * 1000))  # bounded: the last hour
+        pipe.pexpire(key, 24 * 3600 * 1000)
+        pipe.execute()
 
     def maybe_reclaim(self, force: bool = False) -> int:
         interval = settings.EVENTS_CLAIM_IDLE_MS / 1000 / 2

@@ -1,5 +1,6 @@
 """Is themoon healthy? Database, Redis, stream lag and live consumers, in one report."""
 
+import time
 from typing import Any
 
 import redis
@@ -8,14 +9,16 @@ from django.db import DatabaseError, connection
 
 from core.connections import cache_client
 from core.events import all_streams
+from core.events.streams import consumer_heartbeats
 
 
 def pipeline_state(client: redis.Redis) -> dict[str, Any]:
-    """Lag (entries not yet delivered), pending (delivered, not acknowledged) and live consumers
-    (seen within HEALTH_CONSUMER_IDLE_MS) of our consumer group, summed over the streams."""
+    """Lag (entries not yet delivered) and pending (delivered, not acknowledged) of our consumer
+    group, summed over the streams; live consumers: heartbeats within HEALTH_CONSUMER_IDLE_MS."""
     group = settings.EVENTS_CONSUMER_GROUP
     lag = pending = 0
-    live: set[str] = set()
+    since_ms = int(time.time() * 1000) - settings.HEALTH_CONSUMER_IDLE_MS
+    live = client.zcount(consumer_heartbeats(), since_ms, "+inf")
     for stream in all_streams():
         try:
             groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
@@ -26,10 +29,7 @@ def pipeline_state(client: redis.Redis) -> dict[str, Any]:
             continue
         lag += info.get("lag") or 0
         pending += info["pending"]
-        for consumer in client.xinfo_consumers(stream, group):
-            if consumer["idle"] <= settings.HEALTH_CONSUMER_IDLE_MS:
-                live.add(consumer["name"].decode())
-    return {"lag": lag, "pending": pending, "live_consumers": len(live)}
+    return {"lag": lag, "pending": pending, "live_consumers": live}
 
 
 def health_report() -> tuple[dict[str, Any], bool]:

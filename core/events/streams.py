@@ -26,6 +26,12 @@ def dead_letter_stream() -> str:
     return f"{settings.EVENTS_STREAM_PREFIX}:dead"
 
 
+def consumer_heartbeats() -> str:
+    """A sorted set: consumer name -> when it last went round its loop (ms). Redis lists a consumer
+    in XINFO only once it has been delivered an entry, so liveness needs its own signal."""
+    return f"{settings.EVENTS_STREAM_PREFIX}:consumers"
+
+
 def _id_tuple(entry_id: bytes | str) -> tuple[int, int]:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     ms, _, seq = text.partition("-")
