@@ -3,6 +3,8 @@
 A conversation the caller is not in answers 404, exactly like one that does not exist.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
@@ -78,6 +80,17 @@ def _not_found(conversation_id: int) -> HttpError:
     return HttpError(404, f"conversation {conversation_id} not found")
 
 
+@contextmanager
+def _service_errors(conversation_id: int) -> Iterator[None]:
+    """A service's refusal as the API answers it: unknown or not ours -> 404, bad input -> 400."""
+    try:
+        yield
+    except services.ConversationNotFound:
+        raise _not_found(conversation_id) from None
+    except services.InvalidChatInput as exc:
+        raise HttpError(400, str(exc)) from None
+
+
 @router.get("/conversations", response=list[ConversationOut])
 def list_conversations(request: HttpRequest):
     return selectors.conversations_for(request.auth.pk)
@@ -111,21 +124,13 @@ def list_messages(
 
 @router.post("/conversations/{conversation_id}/messages", response={201: MessageOut, 400: Error, 404: Error})
 def send_message(request: HttpRequest, conversation_id: ConversationId, data: MessageIn):
-    try:
+    with _service_errors(conversation_id):
         message = services.send_message(request.auth, conversation_id, data.body)
-    except services.ConversationNotFound:
-        raise _not_found(conversation_id) from None
-    except services.InvalidChatInput as exc:
-        raise HttpError(400, str(exc)) from None
     return Status(201, message_payload(message))
 
 
 @router.post("/conversations/{conversation_id}/read", response={200: ReadOut, 400: Error, 404: Error})
 def mark_read(request: HttpRequest, conversation_id: ConversationId, data: ReadIn):
-    try:
+    with _service_errors(conversation_id):
         marker = services.mark_read(request.auth, conversation_id, data.message_id)
-    except services.ConversationNotFound:
-        raise _not_found(conversation_id) from None
-    except services.InvalidChatInput as exc:
-        raise HttpError(400, str(exc)) from None
     return {"last_read_message_id": marker}
