@@ -53,7 +53,7 @@ def replay_dead_letters(client: redis.Redis, limit: int = 10_000) -> int:
     known = set(all_streams())
     for entry_id, fields in client.xrange(dead, count=limit):
         stream = _text(fields.get(b"stream", b""))
-        payload = fields.get(EVENT_FIELD) or fields.get(b"event")
+        payload = fields.get(EVENT_FIELD)
         if stream not in known or not payload:
             continue
         pipe = client.pipeline(transaction=False)
