@@ -20,9 +20,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
-from bench.harness import bench_database, environment, median, per_second, percentile, table, time_per_op
+from bench.harness import (
+    bench_database,
+    database_url,
+    environment,
+    median,
+    per_second,
+    percentile,
+    table,
+    time_per_op,
+)
 
 ARGS = argparse.Namespace(clients=50, room_size=5, seconds=6.0, paced=20.0, opens=40)
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,16 +65,6 @@ def _rooms(people, size: int) -> list[tuple[int, list[tuple[int, str]]]]:
     return rooms
 
 
-def _database_url() -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        auth = quote(db["USER"] or "") + (":" + quote(db["PASSWORD"]) if db["PASSWORD"] else "")
-        return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"sqlite:///{db['NAME']}"
-
-
 class Server:
     """uvicorn on a free loopback port, terminated on exit."""
 
@@ -82,7 +80,7 @@ class Server:
             **os.environ,
             "REDIS_URL": settings.REDIS_URL,
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url(),
         }
         self.process = subprocess.Popen(
             [*UVICORN, "--port", str(self.port)],

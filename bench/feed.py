@@ -27,9 +27,8 @@ import time
 from collections.abc import Callable
 from http.client import HTTPConnection
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from bench.harness import bench_database, environment, table, time_per_op
+from bench.harness import bench_database, database_url, environment, table, time_per_op
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_SIZE = 20
@@ -237,7 +236,7 @@ def measure_http(
     for user in users:
         selectors.feed(user.pk, 1, PAGE_SIZE)  # hot
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_DEBUG": "false", "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "false", "LOG_LEVEL": "WARNING"}
     if interface == "asgi":
         env["DATABASE_POOL"] = "true"
         app = ["themoon.asgi:application", "--interface", "asgi3", "--lifespan", "off"]
@@ -262,17 +261,6 @@ def measure_http(
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def _database_url() -> str:
-    """DATABASE_URL pointed at the throwaway database this run uses."""
-    from django.db import connection
-
-    name = connection.settings_dict["NAME"]
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{name}"
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
 # --- the report ---------------------------------------------------------------------------------

@@ -42,6 +42,19 @@ def bench_database() -> Iterator[str]:
         cache_client().flushdb()
 
 
+def database_url() -> str:
+    """DATABASE_URL pointed at the throwaway database this run uses (for the processes it starts)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from django.db import connection
+
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{name}"
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
 def _run_dir():
     from django.conf import settings
 

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Count, Max
 
-from core.caching.lua import SET_IF_NEWER
-from core.caching.serializers import serializer
 from feed import queries
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.models import Post, Reaction
@@ -86,12 +84,10 @@ def warm_posts(k: int, progress: Progress | None = None) -> WarmupResult:
         loaded_details = {post.pk: post_detail(post) for post in posts}
         loaded_stats = queries.post_stats_many(chunk)
         pipe = details.client.pipeline(transaction=False)
-        for post_id, detail in loaded_details.items():
-            args = [serializer.dumps(detail), detail["version"], details.ttl_ms(None)]
-            SET_IF_NEWER(pipe, [details.detail_key(post_id)], args)
-        for post_id, stats in loaded_stats.items():
-            args = [serializer.dumps(stats), stats["version"], counts.ttl_ms(None)]
-            SET_IF_NEWER(pipe, [counts.counts_key(post_id)], args)
+        for detail in loaded_details.values():
+            details.queue_write(pipe, detail)
+        for stats in loaded_stats.values():
+            counts.queue_write(pipe, stats)
         outcomes = pipe.execute()
         result.written += sum(1 for outcome in outcomes if outcome == 1)
         result.skipped += sum(1 for outcome in outcomes if outcome == 0)

@@ -27,17 +27,11 @@ from core.events import Event
 from core.events.streams import EVENT_FIELD
 from feed.models import AppUser, Follow
 from tests.polling import eventually
+from tests.subprocesses import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 # 20,000 operations take a few minutes on two cores: more than the suite's default per-test timeout.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 class PrivateRedis:
@@ -155,7 +149,7 @@ def test_mixed_workload_under_faults_converges_to_zero_mismatches(transactional_
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "themoon.settings_test",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": f"redis://127.0.0.1:{unused_port}/0",
         "CELERY_BROKER_URL": f"redis://127.0.0.1:{unused_port}/1",
         "EVENTS_BLOCK_MS": "200",

@@ -8,12 +8,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from urllib.parse import quote
 
 import orjson
 import pytest
 from django.conf import settings
-from django.db import connection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -23,19 +21,9 @@ from chat.testing import make_chat_user, make_conversation
 from core.events import stream_name
 from feed.auth import issue_token
 from tests.polling import eventually
+from tests.subprocesses import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def database_url() -> str:
-    """The test database as a URL the server process can use (it must see the test's rows)."""
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        auth = quote(db["USER"] or "") + (":" + quote(db["PASSWORD"]) if db["PASSWORD"] else "")
-        return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    if connection.vendor == "sqlite" and not connection.is_in_memory_db():
-        return f"sqlite:///{db['NAME']}"
-    pytest.skip("the test database is in-memory SQLite: another process cannot open it")
 
 
 def free_port() -> int:

@@ -23,6 +23,7 @@ from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.models import Follow, Post, Reaction
 from tests.factories import make_post, make_user
 from tests.polling import eventually
+from tests.subprocesses import database_url
 from workers.consumer import StreamConsumer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,7 +199,7 @@ def test_consumer_killed_mid_batch_is_reclaimed_by_another(
     """A real process reads a batch and is SIGKILLed before acking; the worker reclaims it."""
     post = make_post(body="orphaned")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "themoon.settings_test"}
-    env["DATABASE_URL"] = _database_url()
+    env["DATABASE_URL"] = database_url()
     script = (
         "import django, sys, time; django.setup();"
         "from workers.consumer import StreamConsumer;"
@@ -224,13 +225,6 @@ def test_consumer_killed_mid_batch_is_reclaimed_by_another(
         eventually(lambda: cached_detail(post.pk), timeout=5.0)
         eventually(lambda: redis_client.xpending(stream_name("feed"), "cache")["pending"] == 0, timeout=5.0)
     assert cached_detail(post.pk)["body"] == "orphaned"
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"  # a file in tests (themoon/settings_test.py)
-    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def _snapshot(client) -> dict:
@@ -404,7 +398,7 @@ def test_sigterm_finishes_the_batch_and_exits_cleanly(
     transactional_db, pipeline_settings, redis_client, tmp_path
 ):
     """A real `celery -A themoon worker` process: consumes, then exits 0 on SIGTERM."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "themoon.settings_test", "DATABASE_URL": _database_url()}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "themoon.settings_test", "DATABASE_URL": database_url()}
     env["EVENTS_BLOCK_MS"] = "100"
     env["EVENTS_APPLY_ON_COMMIT"] = "false"
     log = tmp_path / "worker.log"
