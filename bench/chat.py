@@ -44,8 +44,8 @@ UVICORN += ["--log-level", "warning"]
 
 
 def _people(count: int):
-    from feed.auth import issue_token
-    from feed.models import AppUser
+    from accounts.auth import issue_token
+    from accounts.models import AppUser
 
     users = AppUser.objects.bulk_create(
         [AppUser(username=f"chat-bench-{i}", password="!") for i in range(count)]
@@ -231,7 +231,7 @@ def open_times(server: Server, people, opens: int) -> list[tuple]:
 
     from chat.cache import ConversationMessagesCache
     from chat.models import Message
-    from chat.selectors import latest_messages
+    from chat.queries import latest_messages
 
     (ann, ann_token), (bob, _) = people[0], people[1]
     conversation_id = _rooms(people[:2], 2)[0][0]

@@ -59,7 +59,8 @@ def _round_robin(fns: list[Callable[[], object]]) -> Callable[[], object]:
 def seed(users: int, posts: int, seed: int) -> tuple[int, int, int, float]:
     from django.core.management import call_command
 
-    from feed.models import AppUser, Follow, Post
+    from accounts.models import AppUser
+    from feed.models import Follow, Post
 
     started = time.perf_counter()
     call_command("seed_demo", users=users, posts=posts, seed=seed, verbosity=0)
@@ -227,9 +228,9 @@ def measure_http(
     connections (CONN_MAX_AGE > 0) would pile up one per request: the ASGI run uses the connection
     pool the Procfile turns on for web (DATABASE_POOL=true). The WSGI run keeps per-thread ones.
     """
+    from accounts.auth import issue_token
+    from accounts.models import AppUser
     from feed import selectors
-    from feed.auth import issue_token
-    from feed.models import AppUser
 
     users = list(AppUser.objects.filter(pk__in=user_ids[:20]))
     tokens = [issue_token(user) for user in users]

@@ -25,7 +25,7 @@ ARGS = argparse.Namespace(events=30_000, rate=1000, seconds=10.0, creates=3000, 
 
 
 def _users(count: int):
-    from feed.models import AppUser
+    from accounts.models import AppUser
 
     return AppUser.objects.bulk_create([AppUser(username=f"bench{i}", password="!") for i in range(count)])
 
@@ -197,8 +197,9 @@ def lag(rate: int, seconds: float, writers: int) -> list[tuple]:
     from django.conf import settings
     from django.db import connections, models
 
+    from accounts.models import AppUser
     from core.connections import cache_client
-    from feed.models import AppUser, Post
+    from feed.models import Post
 
     settings.EVENTS_APPLY_ON_COMMIT = False  # so the worker is what updates the cache
     settings.EVENTS_BLOCK_MS = 50
@@ -266,8 +267,9 @@ def create_rate(count: int) -> list[tuple]:
     from django.db import models
 
     import core.events.publisher as publisher
+    from accounts.models import AppUser
     from feed import signals
-    from feed.models import AppUser, Post
+    from feed.models import Post
 
     author = AppUser.objects.create(username="create-author")
 

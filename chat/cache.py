@@ -136,7 +136,7 @@ Loader = Callable[[int, int], list[dict[str, Any]]]
 
 
 def _load_from_db(conversation_id: int, limit: int) -> list[dict[str, Any]]:
-    from chat.selectors import latest_messages
+    from chat.queries import latest_messages
 
     return latest_messages(conversation_id, limit)
 

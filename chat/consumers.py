@@ -20,10 +20,11 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chat import selectors, services
+from accounts.auth import user_for_token
+from chat import queries, services
 from chat.cache import ConversationMessagesCache, OnlineStatusCache, TypingIndicatorCache
 from chat.payloads import message_payload
-from feed.auth import user_for_token
+from core.errors import NotFound, ServiceError
 
 logger = logging.getLogger("chat.consumers")
 
@@ -65,7 +66,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.user is None:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        members = await off_loop(selectors.participant_ids)(self.conversation_id)
+        members = await off_loop(queries.participant_ids)(self.conversation_id)
         if self.user.pk not in members:
             await self.close(code=CLOSE_NOT_A_PARTICIPANT)
             return
@@ -125,21 +126,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         try:
             await handler(self, frame)
+        except ServiceError as exc:
+            await self._refused(exc)
         except Exception:
             logger.exception("chat frame failed: user=%s conversation=%s", self.user.pk, self.conversation_id)
             await self.send_error("the server could not handle this frame; try again")
 
     async def on_message(self, frame: dict[str, Any]) -> None:
-        try:
-            body = services.validate_body(frame.get("body"))
-            message = await off_loop(services.send_message)(self.user, self.conversation_id, body)
-        except services.InvalidChatInput as exc:
-            await self.send_error(str(exc))
-            return
-        except services.ConversationNotFound:  # removed from the conversation meanwhile
-            await self.send_error("you are no longer in this conversation")
-            await self.close(code=CLOSE_NOT_A_PARTICIPANT)
-            return
+        body = services.validate_body(frame.get("body"))
+        message = await off_loop(services.send_message)(self.user, self.conversation_id, body)
         await self.channel_layer.group_send(
             self.group, {"type": "chat.message", "message": message_payload(message)}
         )
@@ -197,6 +192,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def send_error(self, error: str) -> None:
         await self.send_json({"type": "error", "error": error})
+
+    async def _refused(self, exc: ServiceError) -> None:
+        """A service's refusal as a frame, for every frame handler: the one place they are mapped.
+
+        NotFound means the conversation is no longer ours (removed meanwhile): say so and close.
+        Anything else is input the client can fix; the connection stays open.
+        """
+        if isinstance(exc, NotFound):
+            await self.send_error("you are no longer in this conversation")
+            await self.close(code=CLOSE_NOT_A_PARTICIPANT)
+        else:
+            await self.send_error(str(exc))
 
 
 def _frame(kind: str, event: dict[str, Any], *fields: str) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Chat writes: each validates, writes in one transaction, and lets the model's signals publish.
 
-Raises `ConversationNotFound` for a conversation that does not exist or that the user is not in
-(callers answer 404 either way, so its existence is not revealed) and `InvalidChatInput` for input
-a client must fix.
+Raises `ConversationNotFound` (a `core.errors.NotFound`) for a conversation that does not exist or
+that the user is not in (answered 404 either way, so its existence is not revealed) and
+`InvalidChatInput` (an `InvalidInput`, 400) for input a client must fix.
 """
 
 from collections.abc import Iterable
@@ -14,16 +14,17 @@ from django.db.models import Max
 from django.utils import timezone
 
 from chat.models import Conversation, Message, Participant
+from core.errors import InvalidInput, NotFound
 
 MAX_PARTICIPANTS = 100
 
 
-class ConversationNotFound(LookupError):
-    pass
+class ConversationNotFound(NotFound):
+    """No such conversation or message, or not the caller's (404 either way: existence stays hidden)."""
 
 
-class InvalidChatInput(ValueError):
-    pass
+class InvalidChatInput(InvalidInput):
+    """Input a client must fix (400)."""
 
 
 def validate_body(body: object) -> str:

@@ -1,9 +1,6 @@
 from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin
 
-from feed.models import AppUser, Comment, Follow, Post, Reaction
-
-admin.site.register(AppUser, UserAdmin)
+from feed.models import Comment, Follow, Post, Reaction
 
 
 @admin.register(Post)

@@ -1,38 +1,32 @@
 """The feed HTTP API (django-ninja, mounted at /api/, OpenAPI at /api/docs).
 
-Views validate, call one service (writes) or selector (reads), and serialize. Errors are JSON
-`{"detail": ...}`: 400/422 bad input, 401 unauthenticated, 403 not allowed, 404 missing, 409 conflict.
+Views validate, call one service (writes) or selector (reads), and serialize; the auth routes are
+in accounts/api.py. Errors are JSON `{"detail": ...}`: 400/422 bad input, 401 unauthenticated, 403
+not allowed, 404 missing, 409 conflict.
 """
 
-import functools
-from collections.abc import Callable
-
 from django.conf import settings
-from django.contrib.auth import authenticate, login, logout
 from django.http import HttpRequest, HttpResponse
 from ninja import Path, Query, Router, Status
 from ninja.errors import HttpError
 
+from accounts.auth import api_auth
 from core.caching import CacheSerializer
+from core.schemas import ErrorOut
 from feed import selectors, services
-from feed.auth import api_auth, bearer, issue_token, revoke_token
 from feed.schemas import (
     MAX_FEED_PAGE,
     MAX_ID,
     CommentIn,
     CommentOut,
     CommentPage,
-    Credentials,
     FeedOut,
     FollowOut,
-    Message,
     PostIn,
     PostOut,
     ProfileOut,
     ReactionIn,
     ReactionOut,
-    TokenOut,
-    UserOut,
 )
 
 router = Router(tags=["feed"])
@@ -40,26 +34,8 @@ router = Router(tags=["feed"])
 
 auth = api_auth
 
-_STATUS = {
-    services.InvalidInput: 400,
-    services.Forbidden: 403,
-    services.NotFound: 404,
-    services.Conflict: 409,
-}
-_ERRORS = {400: Message, 401: Message, 403: Message, 404: Message, 409: Message}
-
-
-def _service_errors(view: Callable) -> Callable:
-    """Turn a service's refusal into an HTTP error with its message."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        try:
-            return view(*args, **kwargs)
-        except services.ServiceError as exc:
-            raise HttpError(_STATUS.get(type(exc), 400), str(exc)) from exc
-
-    return wrapper
+# Services' refusals (core.errors.ServiceError) are answered by the API's one exception handler.
+_ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut}
 
 
 def _json(payload, status: int = 200) -> HttpResponse:
@@ -108,7 +84,6 @@ def get_post(request: HttpRequest, post_id: int = PostId):
 
 
 @router.patch("/posts/{post_id}", auth=auth, response={200: PostOut, **_ERRORS})
-@_service_errors
 def update_post(request: HttpRequest, data: PostIn, post_id: int = PostId):
     """Only the author can edit a post."""
     services.update_post(request.auth, post_id, data.body)
@@ -116,7 +91,6 @@ def update_post(request: HttpRequest, data: PostIn, post_id: int = PostId):
 
 
 @router.delete("/posts/{post_id}", auth=auth, response={204: None, **_ERRORS})
-@_service_errors
 def delete_post(request: HttpRequest, post_id: int = PostId):
     """Only the author can delete a post; it disappears from every cache."""
     services.delete_post(request.auth, post_id)
@@ -129,7 +103,6 @@ def delete_post(request: HttpRequest, post_id: int = PostId):
 @router.post(
     "/posts/{post_id}/reactions", auth=auth, response={200: ReactionOut, 201: ReactionOut, **_ERRORS}
 )
-@_service_errors
 def react(request: HttpRequest, data: ReactionIn, post_id: int = PostId):
     """One reaction per user and post: posting again changes its kind."""
     reaction, created = services.react(request.auth, post_id, data.kind)
@@ -144,7 +117,6 @@ def react(request: HttpRequest, data: ReactionIn, post_id: int = PostId):
 
 
 @router.delete("/posts/{post_id}/reactions", auth=auth, response={204: None, **_ERRORS})
-@_service_errors
 def unreact(request: HttpRequest, post_id: int = PostId):
     services.unreact(request.auth, post_id)
     return Status(204, None)
@@ -164,7 +136,6 @@ def list_comments(
 
 
 @router.post("/posts/{post_id}/comments", auth=auth, response={201: CommentOut, **_ERRORS})
-@_service_errors
 def add_comment(request: HttpRequest, data: CommentIn, post_id: int = PostId):
     comment = services.add_comment(request.auth, post_id, data.body)
     return Status(
@@ -189,7 +160,6 @@ def get_profile(request: HttpRequest, user_id: int = UserId):
 
 
 @router.post("/users/{user_id}/follow", auth=auth, response={200: FollowOut, 201: FollowOut, **_ERRORS})
-@_service_errors
 def follow(request: HttpRequest, user_id: int = UserId):
     """Idempotent: 201 when this call started following, 200 when you already did."""
     created = services.follow(request.auth, user_id)
@@ -197,53 +167,7 @@ def follow(request: HttpRequest, user_id: int = UserId):
 
 
 @router.delete("/users/{user_id}/follow", auth=auth, response={200: FollowOut, **_ERRORS})
-@_service_errors
 def unfollow(request: HttpRequest, user_id: int = UserId):
     """Idempotent: `changed` says whether you were following."""
     removed = services.unfollow(request.auth, user_id)
     return {"user_id": user_id, "following": False, "changed": removed}
-
-
-# --- auth -------------------------------------------------------------------------------------
-
-
-@router.post("/auth/register", tags=["auth"], response={201: UserOut, **_ERRORS})
-@_service_errors
-def register(request: HttpRequest, data: Credentials):
-    user = services.register_user(data.username, data.password)
-    return Status(201, user)
-
-
-def _authenticate(request: HttpRequest, data: Credentials):
-    user = authenticate(request, username=data.username, password=data.password)
-    if user is None:
-        raise HttpError(401, "invalid username or password")
-    return user
-
-
-@router.post("/auth/login", tags=["auth"], response={200: UserOut, **_ERRORS})
-def session_login(request: HttpRequest, data: Credentials):
-    """Start a session (cookie). Unsafe requests on it then need the CSRF token (X-CSRFToken)."""
-    user = _authenticate(request, data)
-    login(request, user)
-    return user
-
-
-@router.post("/auth/logout", tags=["auth"], auth=auth, response={204: None, **_ERRORS})
-def session_logout(request: HttpRequest):
-    logout(request)
-    return Status(204, None)
-
-
-@router.post("/auth/token", tags=["auth"], response={201: TokenOut, **_ERRORS})
-def create_token(request: HttpRequest, data: Credentials):
-    """A bearer token for non-browser clients: send it as `Authorization: Bearer <token>`."""
-    user = _authenticate(request, data)
-    return Status(201, {"token": issue_token(user), "user": user})
-
-
-@router.delete("/auth/token", tags=["auth"], auth=bearer, response={204: None, **_ERRORS})
-def delete_token(request: HttpRequest):
-    """Revoke the token this request is authenticated with."""
-    revoke_token(request.headers["Authorization"].split(" ", 1)[1].strip())
-    return Status(204, None)

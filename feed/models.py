@@ -1,21 +1,17 @@
-"""The social graph and its content: users, follows, posts, reactions, comments."""
+"""The social graph and its content: follows, posts, reactions, comments.
 
-from django.contrib.auth.models import AbstractUser
+Users are `settings.AUTH_USER_MODEL` (accounts.AppUser); feed never imports the model class.
+"""
+
+from django.conf import settings
 from django.db import connections, models
 
 from core.models import PublishingModel, PublishingQuerySet, VersionedModel
 
 
-class AppUser(AbstractUser):
-    bio = models.CharField(max_length=280, blank=True)
-
-    class Meta:
-        db_table = "feed_appuser"
-
-
 class Follow(PublishingModel):
-    follower = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="following")
-    followee = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="followers")
+    follower = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="following")
+    followee = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="followers")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -52,7 +48,7 @@ class PostQuerySet(PublishingQuerySet):
 
 
 class Post(VersionedModel):
-    author = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="posts")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="posts")
     body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -78,7 +74,7 @@ class Reaction(PublishingModel):
         SAD = "sad"
         ANGRY = "angry"
 
-    user = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reactions")
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="reactions")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LIKE)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -93,7 +89,7 @@ class Reaction(PublishingModel):
 
 class Comment(PublishingModel):
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="comments")
-    author = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="comments")
     body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -102,14 +98,3 @@ class Comment(PublishingModel):
 
     def __str__(self) -> str:
         return f"comment {self.pk} on {self.post_id}"
-
-
-class AuthToken(models.Model):
-    """A bearer token for non-browser clients (API and WebSocket). Only its SHA-256 is stored."""
-
-    user = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="auth_tokens")
-    digest = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return f"token of {self.user_id}"

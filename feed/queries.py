@@ -6,10 +6,11 @@ one from the database are interchangeable.
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from feed.models import AppUser, Comment, Follow, Post, Reaction
+from feed.models import Comment, Follow, Post, Reaction
 from feed.payloads import post_detail, post_stats
 
 # Above this many followees the author list goes to the database as a subquery instead.
@@ -96,7 +97,8 @@ def _follow_count(field: str) -> Coalesce:
 def profile(user_id: int) -> dict[str, Any] | None:
     """A user's public profile with follower and following counts, or None (missing or inactive)."""
     row = (
-        AppUser.objects.filter(pk=user_id, is_active=True)
+        get_user_model()
+        .objects.filter(pk=user_id, is_active=True)
         .annotate(n_followers=_follow_count("followee"), n_following=_follow_count("follower"))
         .values("id", "username", "bio", "date_joined", "n_followers", "n_following")
         .first()

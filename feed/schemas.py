@@ -7,6 +7,7 @@ from django.conf import settings
 from ninja import Schema
 from pydantic import AfterValidator, Field, StringConstraints
 
+from core.schemas import storable_text
 from feed.models import Reaction
 
 # Database ids are signed 64-bit: a larger number in a path is a 422, not a database error.
@@ -14,48 +15,11 @@ MAX_ID = 2**63 - 1
 MAX_FEED_PAGE = 1000
 
 
-def _storable(text: str) -> str:
-    """Refuse what PostgreSQL text can't hold (NUL) and what UTF-8 can't encode (lone surrogates)."""
-    if "\x00" in text:
-        raise ValueError("text must not contain NUL characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("text must be valid Unicode") from exc
-    return text
-
-
 Body = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.POST_BODY_MAX_LENGTH),
-    AfterValidator(_storable),
+    AfterValidator(storable_text),
 ]
-Username = Annotated[str, StringConstraints(min_length=1, max_length=150), AfterValidator(_storable)]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_storable)]
-
-
-class Message(Schema):
-    detail: str
-
-
-# --- auth -------------------------------------------------------------------------------------
-
-
-class Credentials(Schema):
-    username: Username
-    password: Password
-
-
-class UserOut(Schema):
-    id: int
-    username: str
-
-
-class TokenOut(Schema):
-    token: str
-    token_type: str = "bearer"
-    user: UserOut
-
 
 # --- posts ------------------------------------------------------------------------------------
 

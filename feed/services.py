@@ -1,69 +1,27 @@
 """Writes for the API. Each runs in one transaction; the models publish their events, whose direct
 cache effects are applied right after commit (read-your-writes) and by the worker (everyone else).
 
-Failures are specific exceptions (`NotFound`, `Forbidden`, `Conflict`, `InvalidInput`) that the API
-maps to status codes. Integrity races (a double click, a concurrent delete) become one of them,
-never an IntegrityError.
+Failures are `core.errors` ServiceErrors (`NotFound`, `Forbidden`, `InvalidInput`), each carrying
+the status the API's one exception handler answers with. Integrity races (a double click, a
+concurrent delete) become one of them, never an IntegrityError.
 """
 
-from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
 
-from feed.models import AppUser, Comment, Follow, Post, Reaction
+from core.errors import Forbidden, InvalidInput, NotFound
+from feed.models import Comment, Follow, Post, Reaction
 from feed.popularity import COMMENT, REACTION, tracker
-
-
-class ServiceError(Exception):
-    """A write refused for a reason the caller can act on; str() is the message."""
-
-
-class NotFound(ServiceError):
-    pass
-
-
-class Forbidden(ServiceError):
-    pass
-
-
-class Conflict(ServiceError):
-    pass
-
-
-class InvalidInput(ServiceError):
-    pass
-
-
-# --- accounts ---------------------------------------------------------------------------------
-
-
-def register_user(username: str, password: str) -> AppUser:
-    """Create an account. Raises InvalidInput (bad username or weak password) or Conflict (taken)."""
-    user = AppUser(username=username)
-    try:
-        AppUser.username_validator(username)
-        validate_password(password, user)
-    except ValidationError as exc:
-        raise InvalidInput(" ".join(exc.messages)) from exc
-    if AppUser.objects.filter(username__iexact=username).exists():
-        raise Conflict("username already taken")
-    user.set_password(password)
-    try:
-        with transaction.atomic():
-            user.save()
-    except IntegrityError as exc:  # registered concurrently
-        raise Conflict("username already taken") from exc
-    return user
-
 
 # --- posts ------------------------------------------------------------------------------------
 
 
-def create_post(author: AppUser, body: str) -> Post:
+def create_post(author: AbstractUser, body: str) -> Post:
     return Post.objects.create(author=author, body=body)
 
 
-def _own_post_for_update(user: AppUser, post_id: int) -> Post:
+def _own_post_for_update(user: AbstractUser, post_id: int) -> Post:
     post = Post.objects.select_for_update(of=("self",)).select_related("author").filter(pk=post_id).first()
     if post is None:
         raise NotFound("post not found")
@@ -72,7 +30,7 @@ def _own_post_for_update(user: AppUser, post_id: int) -> Post:
     return post
 
 
-def update_post(user: AppUser, post_id: int, body: str) -> Post:
+def update_post(user: AbstractUser, post_id: int, body: str) -> Post:
     with transaction.atomic():
         post = _own_post_for_update(user, post_id)
         post.body = body
@@ -80,7 +38,7 @@ def update_post(user: AppUser, post_id: int, body: str) -> Post:
     return post
 
 
-def delete_post(user: AppUser, post_id: int) -> None:
+def delete_post(user: AbstractUser, post_id: int) -> None:
     """Delete the post with its reactions and comments (one post.deleted event tombstones its cache)."""
     with transaction.atomic():
         _own_post_for_update(user, post_id).delete()
@@ -95,7 +53,7 @@ def _lock_post(post_id: int) -> None:
         raise NotFound("post not found")
 
 
-def react(user: AppUser, post_id: int, kind: str) -> tuple[Reaction, bool]:
+def react(user: AbstractUser, post_id: int, kind: str) -> tuple[Reaction, bool]:
     """One reaction per user and post: the first creates it, a later one changes its kind.
     Returns (reaction, created)."""
     try:
@@ -114,7 +72,7 @@ def react(user: AppUser, post_id: int, kind: str) -> tuple[Reaction, bool]:
     return reaction, created
 
 
-def unreact(user: AppUser, post_id: int) -> bool:
+def unreact(user: AbstractUser, post_id: int) -> bool:
     """Remove the user's reaction if any. Returns whether there was one."""
     with transaction.atomic():
         _lock_post(post_id)
@@ -125,7 +83,7 @@ def unreact(user: AppUser, post_id: int) -> bool:
         return True
 
 
-def add_comment(user: AppUser, post_id: int, body: str) -> Comment:
+def add_comment(user: AbstractUser, post_id: int, body: str) -> Comment:
     try:
         with transaction.atomic():
             _lock_post(post_id)
@@ -139,14 +97,14 @@ def add_comment(user: AppUser, post_id: int, body: str) -> Comment:
 # --- follows ----------------------------------------------------------------------------------
 
 
-def _check_target(user: AppUser, target_id: int) -> None:
+def _check_target(user: AbstractUser, target_id: int) -> None:
     if target_id == user.pk:
         raise InvalidInput("you cannot follow yourself")
-    if not AppUser.objects.filter(pk=target_id, is_active=True).exists():
+    if not get_user_model().objects.filter(pk=target_id, is_active=True).exists():
         raise NotFound("user not found")
 
 
-def follow(user: AppUser, target_id: int) -> bool:
+def follow(user: AbstractUser, target_id: int) -> bool:
     """Follow `target_id`; idempotent. Returns True if this call created the follow."""
     _check_target(user, target_id)
     try:
@@ -163,7 +121,7 @@ def follow(user: AppUser, target_id: int) -> bool:
         raise NotFound("user not found") from exc
 
 
-def unfollow(user: AppUser, target_id: int) -> bool:
+def unfollow(user: AbstractUser, target_id: int) -> bool:
     """Stop following `target_id`; idempotent. Returns True if there was a follow to remove."""
     _check_target(user, target_id)
     with transaction.atomic():

@@ -21,16 +21,18 @@ django.setup()
 
 from django.db import DatabaseError, IntegrityError, connections, transaction  # noqa: E402
 
+from accounts.models import AppUser  # noqa: E402
 from chat import services as chat_services  # noqa: E402
 from chat.cache import ConversationMessagesCache  # noqa: E402
 from chat.models import Message, Participant  # noqa: E402
+from core.errors import ServiceError  # noqa: E402
 from feed import selectors  # noqa: E402
 from feed import services as feed_services  # noqa: E402
-from feed.models import AppUser, Comment, Post, Reaction  # noqa: E402
+from feed.models import Comment, Post, Reaction  # noqa: E402
 
 KINDS = Reaction.Kind.values
 EXPECTED = (
-    feed_services.ServiceError,
+    ServiceError,
     chat_services.ConversationNotFound,
     chat_services.InvalidChatInput,
     IntegrityError,

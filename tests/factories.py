@@ -2,7 +2,8 @@
 
 import itertools
 
-from feed.models import AppUser, Post
+from accounts.models import AppUser
+from feed.models import Post
 
 _seq = itertools.count(1)
 

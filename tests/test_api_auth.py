@@ -5,7 +5,7 @@ import json
 import pytest
 from django.test import Client
 
-from feed.models import AppUser, AuthToken
+from accounts.models import AppUser, AuthToken
 from tests.factories import make_user
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -140,7 +140,7 @@ def test_deleting_a_token_needs_a_bearer_token():
 
 
 def test_a_token_client_writes_to_chat_without_csrf_and_anonymous_gets_401():
-    from feed.auth import issue_token
+    from accounts.auth import issue_token
 
     ann, bob = make_user(), make_user()
     client = Client(enforce_csrf_checks=True)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
-from feed.auth import issue_token
+from accounts.auth import issue_token
 from tests.factories import make_post, make_user
 from themoon.wsgi import application
 

@@ -22,10 +22,11 @@ import pytest
 import redis
 from django.db import connection
 
+from accounts.models import AppUser
 from chat.models import Conversation, Participant
 from core.events import Event
 from core.events.streams import EVENT_FIELD
-from feed.models import AppUser, Follow
+from feed.models import Follow
 from tests.polling import eventually
 from tests.subprocesses import database_url
 

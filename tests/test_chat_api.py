@@ -5,10 +5,10 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from accounts.auth import issue_token
 from chat.cache import ConversationMessagesCache
 from chat.models import Participant
 from chat.testing import make_chat_user, make_conversation, make_message
-from feed.auth import issue_token
 
 # Transactional: the events that write the cache through are sent when a transaction commits.
 pytestmark = pytest.mark.django_db(transaction=True)

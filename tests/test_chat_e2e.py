@@ -15,11 +15,11 @@ from django.conf import settings
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from accounts.auth import issue_token
 from chat.cache import ConversationMessagesCache, OnlineStatusCache
 from chat.models import Message
 from chat.testing import make_chat_user, make_conversation
 from core.events import stream_name
-from feed.auth import issue_token
 from tests.polling import eventually
 from tests.subprocesses import database_url
 

@@ -9,10 +9,10 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 from django.test import Client
 
+from accounts.auth import issue_token
 from chat.cache import ConversationMessagesCache, OnlineStatusCache, TypingIndicatorCache
 from chat.models import Message
 from chat.testing import make_chat_user, make_conversation, make_message
-from feed.auth import issue_token
 from themoon.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

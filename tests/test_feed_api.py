@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from feed.auth import issue_token
+from accounts.auth import issue_token
 from feed.models import Comment, Follow, Post, Reaction
 from feed.schemas import FeedOut, PostOut
 from tests.factories import make_post, make_user

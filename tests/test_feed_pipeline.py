@@ -16,11 +16,12 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.test import Client
 
+from accounts.auth import issue_token
+from accounts.models import AppUser
 from core.caching import is_tombstone
 from feed import queries, selectors, services
-from feed.auth import issue_token
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
-from feed.models import AppUser, Follow, Post
+from feed.models import Follow, Post
 from tests.factories import make_post, make_user
 from tests.polling import eventually as _eventually
 

@@ -4,9 +4,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Count, F
 
+from accounts.models import AppUser
 from core.events import stream_name
 from feed import queries
-from feed.models import AppUser, Follow, Post, Reaction
+from feed.models import Follow, Post, Reaction
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 

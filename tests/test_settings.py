@@ -6,8 +6,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
 
+from accounts.models import AppUser
 from core.caching import CacheSerializer
-from feed.models import AppUser
 
 
 def strings_in(value):
@@ -50,8 +50,8 @@ def test_the_running_celery_app_accepts_json_only():
     assert app.conf.result_accept_content in (None, ["json"])
 
 
-def test_user_model_is_feed_app_user():
-    assert settings.AUTH_USER_MODEL == "feed.AppUser"
+def test_user_model_is_accounts_app_user():
+    assert settings.AUTH_USER_MODEL == "accounts.AppUser"
     assert get_user_model() is AppUser
 
 

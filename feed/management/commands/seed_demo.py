@@ -10,12 +10,13 @@ import random
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, models, transaction
 from tqdm import tqdm
 
-from feed.models import AppUser, Comment, Follow, Post, Reaction
+from feed.models import Comment, Follow, Post, Reaction
 
 DEMO_PASSWORD = "demo-password"
 WORDS = (  # noqa: SIM905 (a word list reads better as one text)
@@ -25,6 +26,7 @@ WORDS = (  # noqa: SIM905 (a word list reads better as one text)
     "landing mission astronaut gravity vacuum earthrise photo today again finally look wow "
     "amazing clear cloudy"
 ).split()
+AppUser = get_user_model()
 KINDS = [(Reaction.Kind.LIKE, 60), (Reaction.Kind.LOVE, 18), (Reaction.Kind.LAUGH, 8)]
 KINDS += [(Reaction.Kind.WOW, 8), (Reaction.Kind.SAD, 4), (Reaction.Kind.ANGRY, 2)]
 

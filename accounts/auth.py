@@ -10,7 +10,7 @@ import secrets
 from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
-from feed.models import AppUser, AuthToken
+from accounts.models import AppUser, AuthToken
 
 
 def _digest(token: str) -> str:
@@ -25,6 +25,7 @@ def issue_token(user: AppUser) -> str:
 
 
 def revoke_token(token: str) -> bool:
+    """Delete the token; True if it existed."""
     return AuthToken.objects.filter(digest=_digest(token)).delete()[0] > 0
 
 

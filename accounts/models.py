@@ -1,0 +1,29 @@
+"""Who uses themoon: the user model and the bearer tokens of non-browser clients.
+
+Both tables were created by the feed app and keep their names (`db_table`): the move to this app
+changed Django's migration state only (see accounts/migrations/0001_initial.py).
+"""
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+
+class AppUser(AbstractUser):
+    bio = models.CharField(max_length=280, blank=True)
+
+    class Meta:
+        db_table = "feed_appuser"
+
+
+class AuthToken(models.Model):
+    """A bearer token for non-browser clients (API and WebSocket). Only its SHA-256 is stored."""
+
+    user = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="auth_tokens")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "feed_authtoken"
+
+    def __str__(self) -> str:
+        return f"token of {self.user_id}"
