@@ -234,3 +234,23 @@ def test_an_idle_connection_stays_open_past_the_channel_layer_poll(room):
         await ws.disconnect(timeout=10)
 
     run(scenario())
+
+
+def test_a_member_removed_meanwhile_gets_an_error_frame_and_a_4403_close(room):
+    """The service's NotFound for a message sent after removal is mapped to a frame in one place."""
+    from chat.models import Participant
+
+    conversation = room["conversation"]
+
+    async def scenario():
+        ws = socket(conversation.pk, room["tokens"]["bob"])
+        await join(ws)
+        await sync_to_async(Participant.objects.filter(user=room["bob"]).delete, thread_sensitive=False)()
+        await ws.send_json_to({"type": "message", "body": "anyone?"})
+        assert (await frame_of(ws, "error"))["error"] == "you are no longer in this conversation"
+        output = await ws.receive_output(timeout=5)
+        assert (output["type"], output["code"]) == ("websocket.close", 4403)
+        await ws.disconnect(timeout=10)
+
+    run(scenario())
+    assert not Message.objects.exists()
