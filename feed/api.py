@@ -16,6 +16,7 @@ from ninja.errors import HttpError
 from core.caching import CacheSerializer
 from feed import selectors, services
 from feed.auth import api_auth, bearer, issue_token, revoke_token
+from feed.payloads import comment_payload
 from feed.schemas import (
     MAX_FEED_PAGE,
     MAX_ID,
@@ -167,17 +168,7 @@ def list_comments(
 @_service_errors
 def add_comment(request: HttpRequest, data: CommentIn, post_id: int = PostId):
     comment = services.add_comment(request.auth, post_id, data.body)
-    return Status(
-        201,
-        {
-            "id": comment.pk,
-            "post_id": comment.post_id,
-            "author_id": comment.author_id,
-            "author": request.auth.username,
-            "body": comment.body,
-            "created_at": comment.created_at,
-        },
-    )
+    return Status(201, comment_payload(comment, author=request.auth.username))
 
 
 # --- users ------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The social graph and its content: users, follows, posts, reactions, comments."""
 
+from typing import NamedTuple
+
 from django.contrib.auth.models import AbstractUser
 from django.db import connections, models
+from django.db.models import Count
 
 from core.models import PublishingModel, PublishingQuerySet, VersionedModel
 
@@ -49,6 +52,30 @@ class PostQuerySet(PublishingQuerySet):
             )
             row = cursor.fetchone()
         return row[0] if row else None
+
+    def counters(self, post_id: int) -> tuple[dict[str, int], int]:
+        """(reactions per kind present, comments) of a post, counted now."""
+        reactions = (
+            Reaction.objects.using(self.db).filter(post_id=post_id).values("kind").annotate(n=Count("id"))
+        )
+        comments = Comment.objects.using(self.db).filter(post_id=post_id).count()
+        return {row["kind"]: row["n"] for row in reactions}, comments
+
+    def stats_changed(self, post_id: int) -> "StatsChange | None":
+        """A reaction or comment of the post changed in this transaction: bump its stats_version
+        (locking the row, see bump_stats_version) and snapshot its counters under that version.
+        None if the post is gone (being deleted with it: its post.deleted covers the cache)."""
+        version = self.bump_stats_version(post_id)
+        if version is None:
+            return None
+        reactions, comments = self.counters(post_id)
+        return StatsChange(version, reactions, comments)
+
+
+class StatsChange(NamedTuple):
+    version: int
+    reactions: dict[str, int]
+    comments: int
 
 
 class Post(VersionedModel):

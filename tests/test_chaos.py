@@ -25,6 +25,7 @@ from django.db import connection
 from chat.models import Conversation, Participant
 from core.events import Event
 from core.events.streams import EVENT_FIELD
+from feed import events
 from feed.models import AppUser, Follow
 from tests.polling import eventually
 from tests.subprocesses import database_url
@@ -137,7 +138,7 @@ def _poison() -> list[bytes]:
     return [
         b"{definitely not json",
         Event("post.exploded", 1, {"post_id": 1}).encode(),
-        Event("post.updated", 7, {"no": "post payload"}).encode(),
+        Event(events.POST_UPDATED, 7, {"no": "post payload"}).encode(),
     ]
 
 
