@@ -32,11 +32,12 @@ def _users(count: int):
 
 def _sample_events(count: int, authors, posts) -> list[bytes]:
     """A realistic mix of feed events (and chat ones when chat handlers are registered)."""
-    from core.events import Event
-    from workers.registry import registry
+    from chat import events as chat_events
+    from core.events import registry
+    from feed import events as feed_events
 
     kinds = ["like", "love", "laugh", "wow", "sad", "angry"]
-    has_chat = "message.created" in registry.event_types()
+    has_chat = registry.handles(chat_events.MESSAGE_CREATED)
     events = []
     for i in range(count):
         roll = i % 10
@@ -51,7 +52,7 @@ def _sample_events(count: int, authors, posts) -> list[bytes]:
                 "updated_at": "2026-01-01T00:00:00Z",
                 "version": i + 2,
             }
-            events.append(Event("post.updated", i + 2, {"post": detail}))
+            events.append(feed_events.post_updated(detail))
         elif roll < 7:
             stats = {
                 "post_id": post.pk,
@@ -59,18 +60,10 @@ def _sample_events(count: int, authors, posts) -> list[bytes]:
                 "comments": 3,
                 "version": i + 1,
             }
-            events.append(
-                Event(
-                    "reaction.added",
-                    i + 1,
-                    {"post_id": post.pk, "user_id": 1, "kind": "like", "stats": stats},
-                )
-            )
+            events.append(feed_events.reaction_added(post.pk, 1, "like", stats))
         elif roll < 9 or not has_chat:
             follower, followee = random.sample(authors, 2)
-            events.append(
-                Event("follow.created", 1, {"follower_id": follower.pk, "followee_id": followee.pk})
-            )
+            events.append(feed_events.follow_created(follower.pk, followee.pk))
         else:
             message = {
                 "id": i + 1,
@@ -82,7 +75,7 @@ def _sample_events(count: int, authors, posts) -> list[bytes]:
                 "edited_at": None,
                 "version": 1,
             }
-            events.append(Event("message.created", 1, {"message": message}))
+            events.append(chat_events.message_created(message))
     return [event.encode() for event in events]
 
 
@@ -150,6 +143,7 @@ def _consume_and_record_lag(stop_at: float, lag_key: str) -> None:
     """Runs in a child process: a real consumer that records, per post.updated event, when it was
     applied and how long after its creation (in the writing transaction, just before commit)."""
     from core.connections import cache_client
+    from feed import events as feed_events
     from workers.consumer import StreamConsumer
 
     class LagRecordingConsumer(StreamConsumer):
@@ -159,7 +153,7 @@ def _consume_and_record_lag(stop_at: float, lag_key: str) -> None:
             samples = [
                 f"{now:.6f}:{now - datetime.fromisoformat(e.event.occurred_at).timestamp():.6f}"
                 for e in entries
-                if e.event and e.event.type == "post.updated"
+                if e.event and e.event.type == feed_events.POST_UPDATED
             ]
             if samples:
                 cache_client().rpush(lag_key, *samples)

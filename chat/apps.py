@@ -6,8 +6,10 @@ class ChatConfig(AppConfig):
     verbose_name = "themoon chat"
 
     def ready(self) -> None:
-        from chat import consistency, handlers, signals
+        from chat import consistency, events, handlers, signals
+        from core.events import register_domain
 
+        register_domain(events.DOMAIN)
         signals.connect()
         handlers.register()
         consistency.register_checks()

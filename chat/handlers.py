@@ -1,4 +1,4 @@
-"""What message events do to the conversation cache. Registered with the worker's registry in ready().
+"""What message events do to the conversation cache. Registered in ready() with core.events' registry.
 
 Idempotent and version-aware by construction: the cache's Lua scripts ignore versions they already
 have, never resurrect a deleted message, and never create a list from a single event.
@@ -6,9 +6,9 @@ have, never resurrect a deleted message, and never create a list from a single e
 
 import redis
 
+from chat import events
 from chat.cache import ConversationMessagesCache
-from core.events import Event
-from workers.registry import EventHandler, registry
+from core.events import Event, EventHandler, registry
 
 conversations = ConversationMessagesCache()
 
@@ -16,10 +16,10 @@ conversations = ConversationMessagesCache()
 class MessageHandler(EventHandler):
     """message.created/updated write the message through; message.deleted tombstones it."""
 
-    event_types = ("message.created", "message.updated", "message.deleted")
+    event_types = events.MESSAGE_TYPES
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
-        if event.type == "message.deleted":
+        if event.type == events.MESSAGE_DELETED:
             conversations.remove_message(pipe, event.data["conversation_id"], event.data["message_id"])
         else:
             conversations.add_message(pipe, event.data["message"])

@@ -1,18 +1,14 @@
 """The JSON shape of a message, shared by the API, the WebSocket, the cache and the events.
 
-Values are JSON-ready (timestamps as ISO 8601 strings in UTC with a `Z`, the way the cache serializer
+Values are JSON-ready (timestamps as ISO 8601 strings in UTC with a `Z`, the way the codec
 writes them), so an entry written from an event and one filled from the database are byte-identical,
 and a payload can cross the channel layer (msgpack) as is.
 """
 
-from datetime import datetime
 from typing import Any
 
 from chat.models import Message
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+from core.codec import iso
 
 
 def message_payload(message: Message) -> dict[str, Any]:
@@ -23,7 +19,7 @@ def message_payload(message: Message) -> dict[str, Any]:
         "sender_id": message.sender_id,
         "sender": message.sender.username,
         "body": message.body,
-        "created_at": _iso(message.created_at),
-        "edited_at": _iso(message.edited_at),
+        "created_at": iso(message.created_at),
+        "edited_at": iso(message.edited_at),
         "version": message.version,
     }

@@ -1,4 +1,4 @@
-"""Prometheus metrics the pipeline updates as it works (per process; see workers/metrics.py for
+"""Prometheus metrics the pipeline updates as it works (per process; see ops/metrics.py for
 the gauges read from Redis at scrape time)."""
 
 from prometheus_client import Counter, Histogram

@@ -14,6 +14,7 @@ from accounts.auth import api_auth
 from core.caching import CacheSerializer
 from core.schemas import ErrorOut
 from feed import selectors, services
+from feed.payloads import comment_payload
 from feed.schemas import (
     MAX_FEED_PAGE,
     MAX_ID,
@@ -138,17 +139,7 @@ def list_comments(
 @router.post("/posts/{post_id}/comments", auth=auth, response={201: CommentOut, **_ERRORS})
 def add_comment(request: HttpRequest, data: CommentIn, post_id: int = PostId):
     comment = services.add_comment(request.auth, post_id, data.body)
-    return Status(
-        201,
-        {
-            "id": comment.pk,
-            "post_id": comment.post_id,
-            "author_id": comment.author_id,
-            "author": request.auth.username,
-            "body": comment.body,
-            "created_at": comment.created_at,
-        },
-    )
+    return Status(201, comment_payload(comment, author=request.auth.username))
 
 
 # --- users ------------------------------------------------------------------------------------

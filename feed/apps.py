@@ -6,8 +6,10 @@ class FeedConfig(AppConfig):
     verbose_name = "themoon feed"
 
     def ready(self) -> None:
-        from feed import consistency, handlers, signals
+        from core.events import register_domain
+        from feed import consistency, events, handlers, signals
 
+        register_domain(events.DOMAIN)
         signals.connect()
         handlers.register()
         consistency.register_checks()

@@ -16,6 +16,7 @@ from django.conf import settings
 from core.caching import CacheAsideStrategy, HashTag
 from core.caching.lua import RELEASE_LEASE
 from core.caching.strategies import _MISSING
+from feed.payloads import feed_page_entry
 
 
 class PostDetailCache(CacheAsideStrategy):
@@ -145,7 +146,7 @@ class UserFeedCache(CacheAsideStrategy):
             return _MISSING
         try:
             items = loader()
-            self.set(page_key, {"gen": generation, "items": items})
+            self.set(page_key, feed_page_entry(generation, items))
         finally:
             self._call("unlock", lock_key, lambda: RELEASE_LEASE(self.client, [lock_key], [token]), 0)
         return items

@@ -4,17 +4,13 @@ FEED_FANOUT_CHUNK followers, so no single Redis command or task runs long."""
 
 from collections.abc import Iterable
 
-from feed.cache import UserFeedCache
 from feed.models import Follow
-
-feeds = UserFeedCache()
+from feed.tasks import invalidate_feeds, invalidate_feeds_now
 
 
 def invalidate_followers(author_ids: Iterable[int], chunk: int) -> int:
     """Invalidate the feeds of everyone following any of `author_ids` (one query for all of them).
     Returns the number of followers reached."""
-    from feed.tasks import invalidate_feeds
-
     followers: dict[int, list[int]] = {}
     rows = Follow.objects.filter(followee_id__in=set(author_ids)).order_by("followee_id", "follower_id")
     for author_id, follower_id in rows.values_list("followee_id", "follower_id").iterator(chunk_size=5000):
@@ -29,13 +25,3 @@ def invalidate_followers(author_ids: Iterable[int], chunk: int) -> int:
     for start in range(0, len(inline), chunk):
         invalidate_feeds_now(inline[start : start + chunk])
     return sum(len(ids) for ids in followers.values())
-
-
-def invalidate_feeds_now(user_ids: list[int]) -> None:
-    """One pipelined round trip of O(1) commands. Raises on Redis errors (the caller retries)."""
-    if not user_ids:
-        return
-    pipe = feeds.client.pipeline(transaction=False)
-    for user_id in user_ids:
-        feeds.queue_invalidate(pipe, user_id)
-    pipe.execute()

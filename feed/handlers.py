@@ -1,4 +1,4 @@
-"""What feed events do to the cache. Registered with the worker's handler registry in ready().
+"""What feed events do to the cache. Registered with the handler registry (core.events) in ready().
 
 All effects are idempotent and version-aware: details and counts are compare-and-set on the
 entity's version, deletes leave a final tombstone, feed invalidation sets a fresh generation.
@@ -9,9 +9,10 @@ from collections.abc import Sequence
 import redis
 from django.conf import settings
 
-from core.events import Event
+from core.events import Event, EventHandler, registry
+from feed import events
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
-from workers.registry import EventHandler, registry
+from feed.fanout import invalidate_followers
 
 details = PostDetailCache()
 counts = ReactionCountsCache()
@@ -22,10 +23,10 @@ class PostHandler(EventHandler):
     """post.*: write the detail through (or tombstone it); invalidate the author's own feed now and
     the followers' feeds after the batch (chunked into Celery tasks for large audiences)."""
 
-    event_types = ("post.created", "post.updated", "post.deleted")
+    event_types = events.POST_TYPES
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
-        if event.type == "post.deleted":
+        if event.type == events.POST_DELETED:
             post_id, author_id = event.data["post_id"], event.data["author_id"]
             details.queue_deleted(pipe, post_id)
             counts.queue_deleted(pipe, post_id)
@@ -35,17 +36,15 @@ class PostHandler(EventHandler):
             details.queue_write(pipe, post)
         feeds.queue_invalidate(pipe, author_id)
 
-    def after_batch(self, events: Sequence[Event]) -> None:
-        from feed.fanout import invalidate_followers
-
-        authors = {_author_id(event) for event in events}
+    def after_batch(self, batch: Sequence[Event]) -> None:
+        authors = {_author_id(event) for event in batch}
         invalidate_followers(authors, chunk=settings.FEED_FANOUT_CHUNK)
 
 
 class StatsHandler(EventHandler):
     """reaction.* and comment.*: replace the post's counters with the event's newer snapshot."""
 
-    event_types = ("reaction.added", "reaction.removed", "comment.created", "comment.deleted")
+    event_types = events.STATS_TYPES
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
         counts.queue_write(pipe, event.data["stats"])
@@ -54,14 +53,14 @@ class StatsHandler(EventHandler):
 class FollowHandler(EventHandler):
     """follow.*: the follower's feed now includes (or excludes) the followee's posts."""
 
-    event_types = ("follow.created", "follow.deleted")
+    event_types = events.FOLLOW_TYPES
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
         feeds.queue_invalidate(pipe, event.data["follower_id"])
 
 
 def _author_id(event: Event) -> int:
-    return event.data["author_id"] if event.type == "post.deleted" else event.data["post"]["author_id"]
+    return event.data["author_id"] if event.type == events.POST_DELETED else event.data["post"]["author_id"]
 
 
 def register() -> None:

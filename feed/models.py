@@ -3,8 +3,11 @@
 Users are `settings.AUTH_USER_MODEL` (accounts.AppUser); feed never imports the model class.
 """
 
+from typing import NamedTuple
+
 from django.conf import settings
 from django.db import connections, models
+from django.db.models import Count
 
 from core.models import PublishingModel, PublishingQuerySet, VersionedModel
 
@@ -45,6 +48,30 @@ class PostQuerySet(PublishingQuerySet):
             )
             row = cursor.fetchone()
         return row[0] if row else None
+
+    def counters(self, post_id: int) -> tuple[dict[str, int], int]:
+        """(reactions per kind present, comments) of a post, counted now."""
+        reactions = (
+            Reaction.objects.using(self.db).filter(post_id=post_id).values("kind").annotate(n=Count("id"))
+        )
+        comments = Comment.objects.using(self.db).filter(post_id=post_id).count()
+        return {row["kind"]: row["n"] for row in reactions}, comments
+
+    def stats_changed(self, post_id: int) -> "StatsChange | None":
+        """A reaction or comment of the post changed in this transaction: bump its stats_version
+        (locking the row, see bump_stats_version) and snapshot its counters under that version.
+        None if the post is gone (being deleted with it: its post.deleted covers the cache)."""
+        version = self.bump_stats_version(post_id)
+        if version is None:
+            return None
+        reactions, comments = self.counters(post_id)
+        return StatsChange(version, reactions, comments)
+
+
+class StatsChange(NamedTuple):
+    version: int
+    reactions: dict[str, int]
+    comments: int
 
 
 class Post(VersionedModel):

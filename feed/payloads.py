@@ -1,8 +1,8 @@
-"""The JSON shapes of feed content, shared by the API, the caches and the events."""
+"""The JSON shapes of feed content, shared by the API, the caches and the events: one builder per
+shape, each returning a dict the one codec (core/codec.py) encodes as is. Builders run no queries."""
 
+from collections.abc import Mapping
 from typing import Any
-
-from django.db.models import Count
 
 from feed.models import Comment, Post, Reaction
 
@@ -20,14 +20,29 @@ def post_detail(post: Post) -> dict[str, Any]:
     }
 
 
-def post_stats(post_id: int, stats_version: int) -> dict[str, Any]:
-    """A post's counters, read now (inside the transaction that changed them, for events)."""
-    reactions = {kind: 0 for kind in Reaction.Kind.values}
-    for row in Reaction.objects.filter(post_id=post_id).values("kind").annotate(n=Count("id")):
-        reactions[row["kind"]] = row["n"]
+def post_stats(post_id: int, version: int, reactions: Mapping[str, int] | None = None, comments: int = 0):
+    """A post's counters (every reaction kind, zero when absent) under its stats_version."""
+    reactions = reactions or {}
     return {
         "post_id": post_id,
-        "reactions": reactions,
-        "comments": Comment.objects.filter(post_id=post_id).count(),
-        "version": stats_version,
+        "reactions": {kind: reactions.get(kind, 0) for kind in Reaction.Kind.values},
+        "comments": comments,
+        "version": version,
     }
+
+
+def comment_payload(comment: Comment, author: str | None = None) -> dict[str, Any]:
+    """A comment as the API serves it; `author` (the username) saves a join when the caller has it."""
+    return {
+        "id": comment.pk,
+        "post_id": comment.post_id,
+        "author_id": comment.author_id,
+        "author": comment.author.username if author is None else author,
+        "body": comment.body,
+        "created_at": comment.created_at,
+    }
+
+
+def feed_page_entry(generation: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cached feed page: its items, valid while the user's feed generation is `generation`."""
+    return {"gen": generation, "items": items}

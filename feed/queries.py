@@ -11,7 +11,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from feed.models import Comment, Follow, Post, Reaction
-from feed.payloads import post_detail, post_stats
+from feed.payloads import comment_payload, post_detail, post_stats
 
 # Above this many followees the author list goes to the database as a subquery instead.
 FEED_INLINE_AUTHORS_MAX = 5000
@@ -50,7 +50,7 @@ def post_stats_or_none(post_id: int) -> dict[str, Any] | None:
     event carrying the newer version replaces them), older counts under a newer version would not be.
     """
     version = Post.objects.filter(pk=post_id).values_list("stats_version", flat=True).first()
-    return None if version is None else post_stats(post_id, version)
+    return None if version is None else post_stats(post_id, version, *Post.objects.counters(post_id))
 
 
 def post_stats_many(post_ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -58,15 +58,7 @@ def post_stats_many(post_ids: list[int]) -> dict[int, dict[str, Any]]:
     versions = dict(Post.objects.filter(pk__in=post_ids).values_list("id", "stats_version"))
     if not versions:
         return {}
-    stats = {
-        post_id: {
-            "post_id": post_id,
-            "reactions": {kind: 0 for kind in Reaction.Kind.values},
-            "comments": 0,
-            "version": version,
-        }
-        for post_id, version in versions.items()
-    }
+    stats = {post_id: post_stats(post_id, version) for post_id, version in versions.items()}
     reactions = (
         Reaction.objects.filter(post_id__in=versions)
         .values_list("post_id", "kind")
@@ -123,14 +115,3 @@ def comments_page(post_id: int, after_id: int, size: int) -> tuple[list[dict[str
     items = [comment_payload(comment) for comment in rows[:size]]
     next_cursor = items[-1]["id"] if len(rows) > size else None
     return items, next_cursor
-
-
-def comment_payload(comment: Comment) -> dict[str, Any]:
-    return {
-        "id": comment.pk,
-        "post_id": comment.post_id,
-        "author_id": comment.author_id,
-        "author": comment.author.username,
-        "body": comment.body,
-        "created_at": comment.created_at,
-    }

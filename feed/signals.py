@@ -1,67 +1,63 @@
 """Receivers at the edge: each turns one model change into one event, in the change's transaction.
 
-Connected in FeedConfig.ready(). Receivers only describe what changed; what that does to the cache
-lives in feed/handlers.py, where the worker (and the post-commit path) apply it.
+Connected in FeedConfig.ready(). Receivers only build and publish: the events' shapes are in
+feed/events.py, the stats bump is the model layer's (`PostQuerySet.stats_changed`), and what an event
+does to the cache lives in feed/handlers.py, where the worker (and the post-commit path) apply it.
 """
 
 from django.db.models.signals import post_delete, post_save
 
-from core.caching import FINAL_VERSION
-from core.events import Event, publish
+from core.events import publish
+from feed import events
 from feed.models import Comment, Follow, Post, Reaction
 from feed.payloads import post_detail, post_stats
 
-DOMAIN = "feed"
-
 
 def post_saved(*, instance: Post, created: bool, using: str, **kwargs) -> None:
-    event_type = "post.created" if created else "post.updated"
-    publish(Event(event_type, instance.version, {"post": post_detail(instance)}), DOMAIN, using)
+    build = events.post_created if created else events.post_updated
+    publish(build(post_detail(instance)), events.DOMAIN, using)
 
 
 def post_deleted(*, instance: Post, using: str, **kwargs) -> None:
-    data = {"post_id": instance.pk, "author_id": instance.author_id}
-    publish(Event("post.deleted", FINAL_VERSION, data), DOMAIN, using)
+    publish(events.post_deleted(instance.pk, instance.author_id), events.DOMAIN, using)
 
 
-def _stats_changed(event_type: str, post_id: int, using: str, data: dict) -> None:
-    stats_version = Post.objects.using(using).bump_stats_version(post_id)
-    if stats_version is None:  # the post is being deleted with it: post.deleted covers the cache
-        return
-    data["stats"] = post_stats(post_id, stats_version)
-    publish(Event(event_type, stats_version, data), DOMAIN, using)
+def _stats_after_change(post_id: int, using: str) -> dict | None:
+    change = Post.objects.using(using).stats_changed(post_id)
+    return None if change is None else post_stats(post_id, *change)
 
 
 def reaction_saved(*, instance: Reaction, using: str, **kwargs) -> None:
-    data = {"post_id": instance.post_id, "user_id": instance.user_id, "kind": instance.kind}
-    _stats_changed("reaction.added", instance.post_id, using, data)
+    if (stats := _stats_after_change(instance.post_id, using)) is not None:
+        event = events.reaction_added(instance.post_id, instance.user_id, instance.kind, stats)
+        publish(event, events.DOMAIN, using)
 
 
 def reaction_deleted(*, instance: Reaction, using: str, **kwargs) -> None:
-    data = {"post_id": instance.post_id, "user_id": instance.user_id, "kind": instance.kind}
-    _stats_changed("reaction.removed", instance.post_id, using, data)
+    if (stats := _stats_after_change(instance.post_id, using)) is not None:
+        event = events.reaction_removed(instance.post_id, instance.user_id, instance.kind, stats)
+        publish(event, events.DOMAIN, using)
 
 
 def comment_saved(*, instance: Comment, created: bool, using: str, **kwargs) -> None:
-    if created:
-        data = {"post_id": instance.post_id, "comment_id": instance.pk, "author_id": instance.author_id}
-        _stats_changed("comment.created", instance.post_id, using, data)
+    if created and (stats := _stats_after_change(instance.post_id, using)) is not None:
+        event = events.comment_created(instance.post_id, instance.pk, instance.author_id, stats)
+        publish(event, events.DOMAIN, using)
 
 
 def comment_deleted(*, instance: Comment, using: str, **kwargs) -> None:
-    data = {"post_id": instance.post_id, "comment_id": instance.pk, "author_id": instance.author_id}
-    _stats_changed("comment.deleted", instance.post_id, using, data)
+    if (stats := _stats_after_change(instance.post_id, using)) is not None:
+        event = events.comment_deleted(instance.post_id, instance.pk, instance.author_id, stats)
+        publish(event, events.DOMAIN, using)
 
 
 def follow_saved(*, instance: Follow, created: bool, using: str, **kwargs) -> None:
     if created:
-        data = {"follower_id": instance.follower_id, "followee_id": instance.followee_id}
-        publish(Event("follow.created", 1, data), DOMAIN, using)
+        publish(events.follow_created(instance.follower_id, instance.followee_id), events.DOMAIN, using)
 
 
 def follow_deleted(*, instance: Follow, using: str, **kwargs) -> None:
-    data = {"follower_id": instance.follower_id, "followee_id": instance.followee_id}
-    publish(Event("follow.deleted", FINAL_VERSION, data), DOMAIN, using)
+    publish(events.follow_deleted(instance.follower_id, instance.followee_id), events.DOMAIN, using)
 
 
 RECEIVERS = [

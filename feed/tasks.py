@@ -1,10 +1,22 @@
-"""Feed tasks: chunks of a large fan-out, and the scheduled warm-ups."""
+"""Feed tasks: chunks of a large fan-out (feed/fanout.py queues them), and the scheduled warm-ups."""
 
 from celery import shared_task
 from django.conf import settings
 
-from feed.fanout import invalidate_feeds_now
+from feed.cache import UserFeedCache
 from feed.warmup import WarmupResult, warm_once
+
+feeds = UserFeedCache()
+
+
+def invalidate_feeds_now(user_ids: list[int]) -> None:
+    """One pipelined round trip of O(1) commands. Raises on Redis errors (the caller retries)."""
+    if not user_ids:
+        return
+    pipe = feeds.client.pipeline(transaction=False)
+    for user_id in user_ids:
+        feeds.queue_invalidate(pipe, user_id)
+    pipe.execute()
 
 
 @shared_task(

@@ -21,7 +21,7 @@ from django.db.models import Count, Max
 from feed import queries
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.models import Post, Reaction
-from feed.payloads import post_detail
+from feed.payloads import feed_page_entry, post_detail
 from feed.popularity import tracker
 
 CHUNK = 200
@@ -115,7 +115,7 @@ def warm_feeds(k: int, size: int | None = None, progress: Progress | None = None
                 result.skipped += 1
                 continue
             items = queries.feed_page(user_id, 1, size)
-            feeds.queue_set(write, feeds.page_key(user_id, 1, size), {"gen": current, "items": items})
+            feeds.queue_set(write, feeds.page_key(user_id, 1, size), feed_page_entry(current, items))
             result.written += 1
         if write.command_stack:
             write.execute()

@@ -26,6 +26,7 @@ from accounts.models import AppUser
 from chat.models import Conversation, Participant
 from core.events import Event
 from core.events.streams import EVENT_FIELD
+from feed import events
 from feed.models import Follow
 from tests.polling import eventually
 from tests.subprocesses import database_url
@@ -138,7 +139,7 @@ def _poison() -> list[bytes]:
     return [
         b"{definitely not json",
         Event("post.exploded", 1, {"post_id": 1}).encode(),
-        Event("post.updated", 7, {"no": "post payload"}).encode(),
+        Event(events.POST_UPDATED, 7, {"no": "post payload"}).encode(),
     ]
 
 

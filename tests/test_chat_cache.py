@@ -11,11 +11,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from chat import events
 from chat.cache import CAP, ConversationMessagesCache, OnlineStatusCache, TypingIndicatorCache
 from chat.handlers import MessageHandler
 from chat.services import delete_message, edit_message
 from chat.testing import make_chat_user, make_conversation, make_message
-from core.caching import FINAL_VERSION
 from core.caching.strategies import LEASE_PREFIX
 from core.events import Event
 
@@ -37,16 +37,15 @@ def payload(message_id: int, version: int = 1, conversation_id: int = 7, body: s
 
 
 def created(message_id: int, conversation_id: int = 7) -> Event:
-    return Event("message.created", 1, {"message": payload(message_id, 1, conversation_id)})
+    return events.message_created(payload(message_id, 1, conversation_id))
 
 
 def updated(message_id: int, version: int, conversation_id: int = 7) -> Event:
-    return Event("message.updated", version, {"message": payload(message_id, version, conversation_id)})
+    return events.message_updated(payload(message_id, version, conversation_id))
 
 
 def deleted(message_id: int, conversation_id: int = 7) -> Event:
-    data = {"message_id": message_id, "conversation_id": conversation_id}
-    return Event("message.deleted", FINAL_VERSION, data)
+    return events.message_deleted(message_id, conversation_id)
 
 
 def apply(client: redis.Redis, *events: Event) -> list:

@@ -9,16 +9,28 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 import redis
 from django.db import connection, transaction
 
-from core.caching import FINAL_VERSION
-from core.events import Event, dead_letter_stream, outbox_backlog, publish, relay_outbox, stream_name
+from core.events import (
+    FINAL_VERSION,
+    Event,
+    EventHandler,
+    HandlerRegistry,
+    apply,
+    dead_letter_stream,
+    outbox_backlog,
+    publish,
+    relay_outbox,
+    stream_name,
+)
 from core.events.streams import EVENT_FIELD, trim_streams
 from core.models import OutboxEvent
+from feed import events as feed_events
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.models import Follow, Post, Reaction
 from tests.factories import make_post, make_user
@@ -63,7 +75,7 @@ def test_save_publishes_one_versioned_event_after_commit(transactional_db, pipel
         assert redis_client.xlen(stream_name("feed")) == 0, "published before commit"
         assert OutboxEvent.objects.count() == 1, "the outbox row shares the transaction"
     events = stream_events(redis_client)
-    assert [(e.type, e.version) for e in events] == [("post.created", 1)]
+    assert [(e.type, e.version) for e in events] == [(feed_events.POST_CREATED, 1)]
     assert events[0].data["post"]["body"] == "one"
     assert outbox_backlog() == 0, "the commit's round trip marked it sent"
     assert relay_outbox(min_age_seconds=0) == 0, "the relay only sweeps what was sent"
@@ -136,17 +148,17 @@ def test_one_commit_sends_all_its_events_in_one_round_trip(
 def test_queryset_update_delete_and_bulk_create_publish(transactional_db, pipeline_settings, redis_client):
     author = make_user()
     posts = Post.objects.bulk_create([Post(author=author, body=f"b{i}") for i in range(3)])
-    assert [e.type for e in stream_events(redis_client)] == ["post.created"] * 3
+    assert [e.type for e in stream_events(redis_client)] == [feed_events.POST_CREATED] * 3
 
     assert Post.objects.filter(author=author).update(body="bulk edit") == 3
-    updated = [e for e in stream_events(redis_client) if e.type == "post.updated"]
+    updated = [e for e in stream_events(redis_client) if e.type == feed_events.POST_UPDATED]
     assert sorted(e.data["post"]["id"] for e in updated) == sorted(p.pk for p in posts)
     assert {e.version for e in updated} == {2}
     assert {e.data["post"]["body"] for e in updated} == {"bulk edit"}
     assert set(Post.objects.values_list("version", flat=True)) == {2}
 
     Post.objects.filter(pk=posts[0].pk).delete()
-    deleted = [e for e in stream_events(redis_client) if e.type == "post.deleted"]
+    deleted = [e for e in stream_events(redis_client) if e.type == feed_events.POST_DELETED]
     assert [(e.data["post_id"], e.version) for e in deleted] == [(posts[0].pk, FINAL_VERSION)]
 
 
@@ -287,7 +299,7 @@ def test_poison_events_are_dead_lettered_and_the_rest_flows(pipeline_worker, red
     redis_client.xadd(feed, {EVENT_FIELD: b"{not json"})
     redis_client.xadd(feed, {EVENT_FIELD: Event("post.exploded", 1, {}).encode()})
     # Decodes, has a handler, but its payload breaks the handler every time.
-    redis_client.xadd(feed, {EVENT_FIELD: Event("post.updated", 2, {"oops": 1}).encode()})
+    redis_client.xadd(feed, {EVENT_FIELD: Event(feed_events.POST_UPDATED, 2, {"oops": 1}).encode()})
     post = make_post(body="after the poison")
     assert eventually(lambda: cached_detail(post.pk), timeout=5.0)["body"] == "after the poison"
     dead = eventually(
@@ -356,8 +368,8 @@ def test_publish_outside_a_transaction_still_goes_through_the_outbox(
     transactional_db, pipeline_settings, redis_client
 ):
     assert not connection.in_atomic_block
-    publish(Event("follow.created", 1, {"follower_id": 1, "followee_id": 2}), "feed")
-    assert [e.type for e in stream_events(redis_client)] == ["follow.created"]
+    publish(feed_events.follow_created(1, 2), feed_events.DOMAIN)
+    assert [e.type for e in stream_events(redis_client)] == [feed_events.FOLLOW_CREATED]
     assert outbox_backlog() == 0
 
 
@@ -442,3 +454,78 @@ def test_update_refuses_to_set_a_version_by_hand(transactional_db, pipeline_sett
     post = make_post()
     with pytest.raises(ValueError, match="bumped by update"):
         Post.objects.filter(pk=post.pk).update(version=1)
+
+
+class _KeyHandler(EventHandler):
+    """Sets one key per event; an event whose data says so queues its key, then raises."""
+
+    event_types = ("test.key",)
+
+    def apply(self, pipe, event: Event) -> None:
+        pipe.set(event.data["key"], event.data["key"], ex=60)
+        if event.data.get("fail"):
+            raise RuntimeError("handler bug")
+
+
+def _key_events(prefix: str) -> list[Event]:
+    return [
+        Event("test.key", 1, {"key": f"{prefix}:a"}),
+        Event("test.key", 1, {"key": f"{prefix}:poison", "fail": True}),
+        Event("test.key", 1, {"key": f"{prefix}:b"}),
+    ]
+
+
+def test_apply_discards_only_the_failing_events_commands(redis_client):
+    handlers = HandlerRegistry()
+    handlers.register(_KeyHandler())
+    batch = _key_events("apply")
+    pipe = redis_client.pipeline(transaction=False)
+    effects = apply(pipe, batch, handlers)
+    effects.collect(pipe.execute(raise_on_error=False))
+    assert [error is not None for error in effects.errors] == [False, True, False]
+    assert [event for event, _ in effects.failed()] == [batch[1]]
+    assert redis_client.get("apply:a") == b"apply:a"
+    assert redis_client.get("apply:b") == b"apply:b"
+    assert redis_client.exists("apply:poison") == 0
+
+
+def test_apply_refuses_a_pipeline_with_commands_already_queued(redis_client):
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.get("something")
+    with pytest.raises(ValueError, match="empty pipeline"):
+        apply(pipe, [], HandlerRegistry())
+
+
+def test_commit_path_applies_with_the_same_policy_as_the_consumer(
+    transactional_db, settings, redis_client, monkeypatch
+):
+    """The post-commit effects use core.events.apply too: the failing event's own command is
+    discarded, the others land, and every event is still sent to its stream."""
+    import core.events.publisher as publisher
+
+    handlers = HandlerRegistry()
+    handlers.register(_KeyHandler())
+    monkeypatch.setattr(publisher, "registry", handlers)
+    monkeypatch.setattr(publisher, "apply", partial(apply, handlers=handlers))
+    settings.EVENTS_APPLY_ON_COMMIT = True
+    with transaction.atomic():
+        for event in _key_events("commit"):
+            publish(event, feed_events.DOMAIN)
+    assert redis_client.get("commit:a") == b"commit:a"
+    assert redis_client.get("commit:b") == b"commit:b"
+    assert redis_client.exists("commit:poison") == 0
+    assert [e.type for e in stream_events(redis_client)] == ["test.key"] * 3
+    assert outbox_backlog() == 0
+
+
+def test_consumer_fails_only_the_event_whose_handler_raised(transactional_db, redis_client):
+    handlers = HandlerRegistry()
+    handlers.register(_KeyHandler())
+    for event in _key_events("consumer"):
+        redis_client.xadd(stream_name(feed_events.DOMAIN), {EVENT_FIELD: event.encode()})
+    consumer = StreamConsumer(name="policy", handlers=handlers, streams=[stream_name(feed_events.DOMAIN)])
+    consumer.ensure_groups()
+    assert consumer.process(consumer.read(pending=False)) == 1  # the poison stays pending, for a retry
+    assert redis_client.get("consumer:a") == b"consumer:a"
+    assert redis_client.get("consumer:b") == b"consumer:b"
+    assert redis_client.exists("consumer:poison") == 0

@@ -11,7 +11,7 @@ from accounts.api import router as accounts_router
 from chat.api import router as chat_router
 from core.errors import ServiceError
 from feed.api import router as feed_router
-from workers.api import router as ops_router
+from ops.api import router as ops_router
 
 api = NinjaAPI(title="themoon", version="1.0", urls_namespace="api")
 api.add_router("/", ops_router)

@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import path
 
+from ops.metrics import metrics_view
 from themoon.api import api
-from workers.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),

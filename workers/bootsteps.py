@@ -21,7 +21,6 @@ class StreamConsumerStep(bootsteps.StartStopStep):
         from django.conf import settings
 
         from workers.consumer import StreamConsumer, consumer_name
-        from workers.metrics import serve_worker_metrics
 
         serve_worker_metrics()
 
@@ -48,3 +47,16 @@ class StreamConsumerStep(bootsteps.StartStopStep):
     # Warm shutdown, cold shutdown and termination all end the consumer the same way.
     shutdown = stop
     terminate = stop
+
+
+def serve_worker_metrics() -> None:
+    """In a worker: serve this process's metrics on WORKER_METRICS_PORT (if set)."""
+    from django.conf import settings
+
+    if settings.WORKER_METRICS_PORT:
+        from prometheus_client import start_http_server
+
+        from ops.metrics import register_collectors
+
+        register_collectors()
+        start_http_server(settings.WORKER_METRICS_PORT)

@@ -26,9 +26,17 @@ from django.db import close_old_connections, connections
 
 from core import metrics
 from core.connections import stream_client
-from core.events import Event, InvalidEvent, all_streams, dead_letter_stream
+from core.events import (
+    Event,
+    HandlerRegistry,
+    InvalidEvent,
+    UnknownEventType,
+    all_streams,
+    apply,
+    dead_letter_stream,
+    registry,
+)
 from core.events.streams import EVENT_FIELD, consumer_heartbeats
-from workers.registry import HandlerRegistry, UnknownEventType, registry
 
 logger = logging.getLogger("workers.consumer")
 
@@ -280,24 +288,16 @@ class StreamConsumer:
         entry.event = event
 
     def _apply(self, entries: list[Entry]) -> None:
-        """Queue every event's effects in one pipeline, run it, then each handler's after_batch.
-        A failure marks only the events it belongs to (entry.error)."""
+        """Queue every event's effects in one pipeline (`core.events.apply`, the policy the commit
+        path shares), run it, then each handler's after_batch. A failure marks only the events it
+        belongs to (entry.error)."""
         pipe = self.client.pipeline(transaction=False)
-        spans: list[tuple[Entry, int, int]] = []
-        for entry in entries:
-            start = len(pipe.command_stack)
-            try:
-                self.handlers.handler_for(entry.event.type).apply(pipe, entry.event)
-            except Exception as exc:
-                del pipe.command_stack[start:]
-                entry.error = f"{type(exc).__name__}: {exc}"
-                continue
-            spans.append((entry, start, len(pipe.command_stack)))
-        results = pipe.execute(raise_on_error=False) if pipe.command_stack else []
-        for entry, start, end in spans:
-            errors = [r for r in results[start:end] if isinstance(r, Exception)]
-            if errors:
-                entry.error = f"{type(errors[0]).__name__}: {errors[0]}"
+        effects = apply(pipe, [entry.event for entry in entries], self.handlers)
+        if len(pipe):
+            effects.collect(pipe.execute(raise_on_error=False))
+        for entry, error in zip(entries, effects.errors, strict=True):
+            if error is not None:
+                entry.error = error
 
         groups: dict[int, list[Entry]] = {}
         for entry in entries:

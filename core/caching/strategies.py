@@ -29,6 +29,7 @@ from core.caching.lua import FILL_IF_LEASED, RELEASE_LEASE, SET_IF_NEWER
 from core.caching.namespaces import generations
 from core.caching.serializers import CorruptCacheValue, serializer
 from core.connections import cache_client
+from core.versions import FINAL_VERSION
 
 logger = logging.getLogger("core.caching")
 
@@ -37,8 +38,6 @@ _MISSING = object()
 
 # A lease is stored in the key it guards. It is not JSON, so no reader can take it for a value.
 LEASE_PREFIX = b"\x00lease:"
-# Version of a tombstone: a deleted row never comes back (primary keys are not reused).
-FINAL_VERSION = 2**53
 
 
 class _Stats:

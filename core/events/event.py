@@ -5,9 +5,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
-from core.caching.serializers import serializer
+from core import codec
 
 # Bump when the wire format changes incompatibly; consumers reject schemas they don't know.
 SCHEMA_VERSION = 1
@@ -43,9 +41,9 @@ class Event:
     schema: int = SCHEMA_VERSION
 
     def encode(self) -> bytes:
-        # The cache's own encoder: a value written from an event and one filled from the database
+        # The codec the caches use: a value written from an event and one filled from the database
         # are byte-for-byte alike (same datetime format, same Decimal handling).
-        return serializer.dumps(
+        return codec.dumps(
             {
                 "schema": self.schema,
                 "id": self.id,
@@ -59,8 +57,8 @@ class Event:
     @classmethod
     def decode(cls, raw: bytes | str) -> "Event":
         try:
-            fields = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+            fields = codec.loads(raw)
+        except codec.DecodeError as exc:
             raise InvalidEvent(f"not JSON: {exc}") from exc
         if not isinstance(fields, dict):
             raise InvalidEvent("an event is a JSON object")

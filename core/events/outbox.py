@@ -1,6 +1,13 @@
-"""The outbox relay: publishes events whose commit-time send did not happen (Redis down, crash)."""
+"""The outbox: an event's durable copy, written in its change's transaction, until it is in its stream.
+
+This module owns the outbox's whole life: `record` (the row, in the transaction), `mark_sent` (the
+commit-time send queues a Redis mark that the event is in its stream), `relay_outbox` (the sweep:
+delete marked rows, publish the unmarked ones) and `outbox_backlog` (what is still unsent). The
+publisher buffers events and calls these; nothing here knows about the publisher.
+"""
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 import redis
@@ -9,10 +16,36 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from core.connections import cache_client
-from core.events.publisher import sent_key
 from core.events.streams import EVENT_FIELD
 
 logger = logging.getLogger("core.events")
+SENT_MARK_TTL_SECONDS = 24 * 3600
+
+
+def record(stream: str, payload: bytes, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Write the event's outbox row in the current transaction; returns its id."""
+    from core.models import OutboxEvent  # core.models imports nothing from here: apps must load first
+
+    return OutboxEvent.record(stream, payload, using)
+
+
+def sent_key() -> str:
+    return f"{settings.EVENTS_STREAM_PREFIX}:outbox-sent"
+
+
+def mark_sent(pipe: redis.client.Pipeline, outbox_ids: Sequence[int]) -> None:
+    """Queue the marks that tell the relay these rows' events are in their streams.
+
+    The relay deletes marked rows and publishes unmarked ones; it removes the marks it consumed.
+    The expiry only bounds a set no relay ever empties (no beat running).
+    """
+    pipe.sadd(sent_key(), *outbox_ids)
+    pipe.expire(sent_key(), SENT_MARK_TTL_SECONDS)
+
+
+def unmark_sent(client: redis.Redis, outbox_ids: Sequence[int]) -> None:
+    """Take back marks queued for rows whose XADD was refused: the relay must publish them."""
+    client.srem(sent_key(), *outbox_ids)
 
 
 def relay_outbox(
@@ -32,7 +65,7 @@ def relay_outbox(
     Returns the number of events this call sent (not counting rows that were only swept).
     Raises redis errors (the caller retries later).
     """
-    from core.models import OutboxEvent
+    from core.models import OutboxEvent  # see record()
 
     age = settings.EVENTS_OUTBOX_RELAY_AGE_SECONDS if min_age_seconds is None else min_age_seconds
     size = batch or settings.EVENTS_OUTBOX_RELAY_BATCH
@@ -77,7 +110,7 @@ def outbox_backlog(using: str = DEFAULT_DB_ALIAS, limit: int = 100_000) -> int:
     """Outbox rows whose events are not known to be in their streams (not marked sent): what the
     relay still has to publish. Rows sent but not yet swept do not count. All of them while Redis
     cannot be asked."""
-    from core.models import OutboxEvent
+    from core.models import OutboxEvent  # see record()
 
     ids = list(OutboxEvent.objects.using(using).order_by("id").values_list("id", flat=True)[:limit])
     if not ids:

@@ -1,17 +1,17 @@
 """Publishing: events are buffered per transaction and sent after commit, durably.
 
 `publish(event, domain)` must run inside the transaction that makes the change (our models' saves
-are atomic). It writes an outbox row in that transaction and buffers the event. When the transaction
-commits, every event that survived (a rolled-back savepoint drops its own) goes to its stream in one
-pipelined round trip, which also marks the outbox rows sent (a Redis set of their ids) and carries
-the events' direct cache effects. The commit path never goes back to the database: the relay
-(`relay_outbox`, beat) deletes sent rows in bulk and publishes the unsent ones. So if Redis is down,
-or the process dies after the commit, the rows stay unsent and the relay publishes them later.
-A rolled-back transaction leaves neither an outbox row nor an event.
+are atomic). It records the event in the outbox in that transaction (`core.events.outbox`) and
+buffers it. When the transaction commits, every event that survived (a rolled-back savepoint drops
+its own) goes to its stream in one pipelined round trip, which also marks the outbox rows sent and
+carries the events' direct cache effects (`core.events.registry.apply`, read-your-writes). The commit
+path never goes back to the database: the relay (`relay_outbox`, beat) deletes sent rows in bulk and
+publishes the unsent ones. So if Redis is down, or the process dies after the commit, the rows stay
+unsent and the relay publishes them later. A rolled-back transaction leaves neither a row nor an event.
 """
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -19,18 +19,16 @@ import redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+import core.events.outbox as outbox
 from core import metrics
 from core.caching.breaker import breaker
 from core.connections import cache_client
 from core.events.event import Event
+from core.events.registry import apply, registry
 from core.events.streams import EVENT_FIELD, stream_name
 
 logger = logging.getLogger("core.events")
 
-# Called with (pipeline, events) to queue more commands into the post-commit round trip.
-CommitListener = Callable[[redis.client.Pipeline, Sequence[Event]], None]
-_commit_listeners: list[CommitListener] = []
-SENT_MARK_TTL_SECONDS = 24 * 3600
 # Set when a send failed in this process: the next successful send drains the outbox too.
 _relay_needed = False
 
@@ -49,20 +47,12 @@ class _TransactionBuffer:
     flush_entry: tuple | None = None
 
 
-def add_commit_listener(listener: CommitListener) -> None:
-    """Let another part queue commands (e.g. direct cache effects) into the post-commit pipeline."""
-    if listener not in _commit_listeners:
-        _commit_listeners.append(listener)
-
-
 def publish(event: Event, domain: str, using: str = DEFAULT_DB_ALIAS) -> None:
     """Record `event` in the outbox now; send it to the `domain` stream once the transaction commits."""
-    from core.models import OutboxEvent
-
     stream = stream_name(domain)
     payload = event.encode()
     connection = connections[using]
-    outbox_id = OutboxEvent.record(stream, payload, using)
+    outbox_id = outbox.record(stream, payload, using)
     item = Outgoing(outbox_id, stream, payload, event)
     if not connection.in_atomic_block:
         # Autocommit: the change (and the outbox row) are committed already.
@@ -87,7 +77,8 @@ def _keep_flush_last(connection, buffer: _TransactionBuffer, using: str) -> None
     """Keep one flush callback at the end of the commit hooks, after every event's own callback.
 
     It is registered with no savepoint ids so that no savepoint rollback can drop it. This relies on
-    Django's `run_on_commit` entries being `(savepoint_ids, func, robust)` (Django 4.2 to 5.2).
+    Django's `run_on_commit` entries being `(savepoint_ids, func, robust)`: the system check
+    core.E001 (core/checks.py) fails on a Django version this was not tested on.
     """
     hooks = connection.run_on_commit
     entry = buffer.flush_entry
@@ -109,8 +100,10 @@ def _flush(connection, using: str) -> None:
 
 
 def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
-    """XADD `items` and mark their outbox rows sent, in one pipelined round trip. Returns how many
-    were sent. Never raises for Redis trouble: unsent items stay in the outbox for the relay."""
+    """XADD `items` and mark their outbox rows sent, in one pipelined round trip that also carries
+    their direct cache effects (EVENTS_APPLY_ON_COMMIT). Returns how many were sent. Never raises for
+    Redis trouble: unsent items stay in the outbox for the relay. An effect that fails is only logged:
+    the worker applies every event again."""
     global _relay_needed
     if not breaker.available():
         _relay_needed = True
@@ -118,6 +111,10 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
         return 0
     client = cache_client()
     pipe = client.pipeline(transaction=False)
+    effects = None
+    if settings.EVENTS_APPLY_ON_COMMIT:
+        effects = apply(pipe, [item.event for item in items if registry.handles(item.event.type)])
+    first = len(pipe)
     for item in items:
         pipe.xadd(
             item.stream,
@@ -125,14 +122,7 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
             maxlen=settings.EVENTS_STREAM_MAXLEN,
             approximate=True,
         )
-    mark_sent(pipe, [item.outbox_id for item in items])
-    if settings.EVENTS_APPLY_ON_COMMIT:
-        events = [item.event for item in items]
-        for listener in _commit_listeners:
-            try:
-                listener(pipe, events)
-            except Exception:
-                logger.exception("commit listener failed; the worker will apply these events")
+    outbox.mark_sent(pipe, [item.outbox_id for item in items])
     try:
         results = pipe.execute(raise_on_error=False)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -141,51 +131,40 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
         metrics.EVENTS_OUTBOXED.inc(len(items))
         return 0
     breaker.success()
-    xadds = results[: len(items)]
-    sent = [i.outbox_id for i, r in zip(items, xadds, strict=True) if not isinstance(r, Exception)]
+    xadds = results[first : first + len(items)]
+    refused = [item for item, result in zip(items, xadds, strict=True) if isinstance(result, Exception)]
     for item, result in zip(items, xadds, strict=True):
         if not isinstance(result, Exception):
             metrics.EVENTS_PUBLISHED.labels(item.stream).inc()
-    if len(sent) < len(items):
-        refused = [i.outbox_id for i, r in zip(items, xadds, strict=True) if isinstance(r, Exception)]
+    if refused:
         logger.error(
             "xadd refused, left in the outbox for the relay: %s",
             next(r for r in xadds if isinstance(r, Exception)),
         )
-        client.srem(sent_key(), *refused)  # marked in the same pipeline: unmark
-    for result in results[len(items) + 2 :]:
-        if isinstance(result, Exception):
-            logger.warning("apply-on-commit effect failed (the worker will retry): %s", result)
-    if _relay_needed and len(sent) == len(items):
+        outbox.unmark_sent(client, [item.outbox_id for item in refused])  # marked in the same pipeline
+    if effects is not None:
+        effects.collect(results)
+        for event, error in effects.failed():
+            logger.warning(
+                "apply-on-commit effect failed (the worker will retry): event_id=%s type=%s error=%s",
+                event.id,
+                event.type,
+                error,
+            )
+    if _relay_needed and not refused:
         _drain_after_outage(using)
-    return len(sent)
+    return len(items) - len(refused)
 
 
 def _drain_after_outage(using: str) -> None:
     global _relay_needed
-    from core.events.outbox import relay_outbox
-
     _relay_needed = False
     try:
         # One batch, not the whole backlog: this runs on some request's commit. Beat does the rest.
-        relayed = relay_outbox(min_age_seconds=0, using=using, max_batches=1)
+        relayed = outbox.relay_outbox(min_age_seconds=0, using=using, max_batches=1)
     except Exception:
         _relay_needed = True
         logger.exception("outbox drain after a Redis outage failed; the beat relay will retry")
         return
     if relayed:
         logger.info("redis is back: relayed %d outbox events", relayed)
-
-
-def sent_key() -> str:
-    return f"{settings.EVENTS_STREAM_PREFIX}:outbox-sent"
-
-
-def mark_sent(pipe: redis.client.Pipeline, outbox_ids: Sequence[int]) -> None:
-    """Queue the marks (2 commands) that tell the relay these rows' events are in their streams.
-
-    The relay deletes marked rows and publishes unmarked ones; it removes the marks it consumed.
-    The expiry only bounds a set no relay ever empties (no beat running).
-    """
-    pipe.sadd(sent_key(), *outbox_ids)
-    pipe.expire(sent_key(), SENT_MARK_TTL_SECONDS)

@@ -9,17 +9,30 @@ logger = logging.getLogger("core.events")
 
 # The stream entry field that carries the encoded event.
 EVENT_FIELD = b"event"
-DOMAINS = ("feed", "chat")
+# One stream per domain, in registration order; apps register theirs in AppConfig.ready().
+_domains: list[str] = []
+
+
+def register_domain(domain: str) -> None:
+    """Give `domain` its own stream (idempotent). Apps call this from their AppConfig.ready()."""
+    if ":" in domain or not domain:
+        raise ValueError(f"bad event domain {domain!r}")
+    if domain not in _domains:
+        _domains.append(domain)
+
+
+def domains() -> tuple[str, ...]:
+    return tuple(_domains)
 
 
 def stream_name(domain: str) -> str:
-    if domain not in DOMAINS:
-        raise ValueError(f"unknown event domain {domain!r}; known: {DOMAINS}")
+    if domain not in _domains:
+        raise ValueError(f"unknown event domain {domain!r}; known: {tuple(_domains)}")
     return f"{settings.EVENTS_STREAM_PREFIX}:{domain}"
 
 
 def all_streams() -> list[str]:
-    return [stream_name(domain) for domain in DOMAINS]
+    return [stream_name(domain) for domain in _domains]
 
 
 def dead_letter_stream() -> str:

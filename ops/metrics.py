@@ -1,12 +1,12 @@
 """Prometheus at /metrics: this process's counters plus pipeline gauges read from Redis at scrape.
 
 Counters and histograms are per process (web: cache hits/misses, events published; a worker serves
-its own on WORKER_METRICS_PORT: events consumed, dead-lettered, batch time, lag). The gauges below
+its own on WORKER_METRICS_PORT, see workers/bootsteps.py: events consumed, dead-lettered, batch
+time, lag). The gauges below
 are the shared truth from Redis and the database, the same from any process.
 """
 
 import redis
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -75,12 +75,3 @@ def register_collectors() -> None:
 def metrics_view(request: HttpRequest) -> HttpResponse:
     register_collectors()
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
-
-
-def serve_worker_metrics() -> None:
-    """In a worker: serve this process's metrics on WORKER_METRICS_PORT (if set)."""
-    if settings.WORKER_METRICS_PORT:
-        from prometheus_client import start_http_server
-
-        register_collectors()
-        start_http_server(settings.WORKER_METRICS_PORT)

@@ -3,7 +3,7 @@
 from django.http import HttpRequest
 from ninja import Router, Status
 
-from workers.health import health_report
+from ops.health import health_report
 
 router = Router(tags=["ops"])
 

@@ -1,0 +1,1 @@
+"""Operational web endpoints: /api/health (and /api/health/live) and /metrics."""
