@@ -26,7 +26,7 @@ def _workload(ranked: list[int], reads: int, s: float, seed: int) -> list[int]:
 
 def _replay(post_ids: list[int], checkpoints: tuple[int, ...]) -> dict[int, float]:
     """Read each post as the API does; the hit rate of cache lookups after each checkpoint."""
-    from core.caching.strategies import stats
+    from core.caching import stats
     from feed import queries
     from feed.cache import PostDetailCache, ReactionCountsCache
 

@@ -22,17 +22,29 @@ predate the event: no stale set).
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import redis
-from django.conf import settings
 
-from core.caching import HashTag, WriteThroughCacheStrategy
-from core.caching.lua import RELEASE_LEASE, LuaScript
-from core.caching.serializers import CorruptCacheValue, serializer
-from core.caching.strategies import LEASE_PREFIX
+from core.caching import (
+    ABSENT,
+    BYPASS,
+    LEASED,
+    UNAVAILABLE,
+    BaseCacheStrategy,
+    CorruptCacheValue,
+    GuardedRedis,
+    HashTag,
+    Lease,
+    LuaScript,
+    NamespaceKeys,
+    fill_under_lease,
+    read_through,
+    serializer,
+    ttl_ms,
+)
 
 logger = logging.getLogger("chat.cache")
 
@@ -40,89 +52,11 @@ CAP = 50
 SENTINEL_PREFIX = b"~"
 TOMBSTONE_PREFIX = b"x:"
 
-# Shared by the scripts below.
-_WINDOW = """
-local key = KEYS[1]
-local function guard()
-  local kind = redis.call('TYPE', key)['ok']
-  if kind == 'none' then return nil, 0 end
-  local sentinel = kind == 'zset' and redis.call('ZRANGEBYSCORE', key, 0, 0)[1]
-  if not sentinel or string.sub(sentinel, 1, 1) ~= '~' then
-    -- a fill lease (or a value that is not ours): void it, the next reader fills from the database
-    redis.call('DEL', key)
-    return nil, -1
-  end
-  return sentinel, tonumber(string.sub(sentinel, 2))
-end
-
-local function trim(sentinel, cap)
-  -- rank 0 is the sentinel (score 0); every message and tombstone scores its id (>= 1)
-  local count = redis.call('ZCARD', key) - 1
-  if count > cap then
-    redis.call('ZREMRANGEBYRANK', key, 1, count - cap)
-    local floor = tonumber(redis.call('ZRANGE', key, 1, 1, 'WITHSCORES')[2])
-    redis.call('ZREM', key, sentinel)
-    redis.call('ZADD', key, 0, string.format('~%d', floor))
-  end
-end
-"""
-
-# ARGV: id, version, message JSON, ttl ms, cap.
-# Returns 1 stored, 0 ignored (missing key, below the window, deleted, not newer), -1 lease voided.
-_UPSERT = LuaScript(
-    _WINDOW
-    + """
-local sentinel, floor = guard()
-if not sentinel then return floor end
-local id, version = tonumber(ARGV[1]), tonumber(ARGV[2])
-if id < floor then return 0 end
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, id, id)) do
-  if string.sub(member, 1, 2) == 'x:' then return 0 end
-  local ok, decoded = pcall(cjson.decode, member)
-  if ok and type(decoded) == 'table' and tonumber(decoded['version'])
-      and tonumber(decoded['version']) >= version then
-    return 0
-  end
-end
-redis.call('ZREMRANGEBYSCORE', key, id, id)
-redis.call('ZADD', key, id, ARGV[3])
-trim(sentinel, tonumber(ARGV[5]))
-redis.call('PEXPIRE', key, ARGV[4])
-return 1
-"""
-)
-
-# ARGV: id, ttl ms, cap. Returns 1 tombstoned, 0 ignored, -1 lease voided.
-_REMOVE = LuaScript(
-    _WINDOW
-    + """
-local sentinel, floor = guard()
-if not sentinel then return floor end
-local id = tonumber(ARGV[1])
-if id < floor then return 0 end
-redis.call('ZREMRANGEBYSCORE', key, id, id)
-redis.call('ZADD', key, id, 'x:' .. ARGV[1])
-trim(sentinel, tonumber(ARGV[3]))
-redis.call('PEXPIRE', key, ARGV[2])
-return 1
-"""
-)
-
-# ARGV: lease, ttl ms, floor, then id, JSON pairs. Fills only while our lease is still the value.
-_FILL = LuaScript("""
-local key = KEYS[1]
-if redis.call('TYPE', key)['ok'] ~= 'string' or redis.call('GET', key) ~= ARGV[1] then
-  return 0
-end
-redis.call('DEL', key)
-local members = {0, '~' .. ARGV[3]}
-for i = 4, #ARGV do members[#members + 1] = ARGV[i] end
-redis.call('ZADD', key, unpack(members))
-redis.call('PEXPIRE', key, ARGV[2])
-return 1
-""")
-
-_LEASED = object()
+# chat/lua/: the window scripts, each preceded by window.lua (guard() and trim()).
+_LUA = Path(__file__).resolve().parent / "lua"
+_UPSERT = LuaScript.load("window_upsert", directory=_LUA, prelude=("window",))
+_REMOVE = LuaScript.load("window_remove", directory=_LUA, prelude=("window",))
+_FILL = LuaScript.load("window_fill", directory=_LUA)
 
 
 class Window(NamedTuple):
@@ -141,8 +75,11 @@ def _load_from_db(conversation_id: int, limit: int) -> list[dict[str, Any]]:
     return latest_messages(conversation_id, limit)
 
 
-class ConversationMessagesCache(WriteThroughCacheStrategy):
-    """The newest CAP messages of each conversation, oldest first; see the module docstring."""
+class ConversationMessagesCache(BaseCacheStrategy):
+    """The newest CAP messages of each conversation, oldest first; see the module docstring.
+
+    Filled on a miss through the shared read-through loop and lease, written by events with its
+    own sorted-set scripts (not the key/value compare-and-set of WriteThroughCacheStrategy)."""
 
     namespace = "chat"
     default_ttl = 30 * 60
@@ -165,39 +102,33 @@ class ConversationMessagesCache(WriteThroughCacheStrategy):
         the others wait briefly, then read the database). Redis unavailable: the database answers.
         Never raises for Redis trouble."""
         key = self.messages_key(conversation_id)
-        deadline = None
-        while True:
-            members = self._call("read", key, lambda: self._read(key), None)
-            if members is None:  # Redis unavailable
-                self._count(0, 1)
-                return self._load(conversation_id)
-            if members is not _LEASED and members:
-                window = self._decode_members(key, members)
-                self._count(window is not None, window is None)
-                return window or self._load(conversation_id)
-            if not members:  # absent: try to become the one that fills it
-                lease = LEASE_PREFIX + uuid.uuid4().hex.encode()
-                if self._take_lease(key, lease):
-                    self._count(0, 1)
-                    return self._load_and_fill(conversation_id, key, lease)
-            now = time.monotonic()
-            deadline = deadline or now + settings.CACHE_LEASE_WAIT_SECONDS
-            if now >= deadline:
-                self._count(0, 1)
-                return self._load(conversation_id)
-            time.sleep(0.005)
+
+        def read() -> Any:
+            members = self.guard.call("read", key, lambda: self._read(key), None)
+            if members is None:
+                return UNAVAILABLE
+            if members is LEASED or not members:
+                return members or ABSENT
+            return self._decode_members(key, members) or BYPASS
+
+        def load() -> Window:
+            return self._load(conversation_id)
+
+        return read_through(
+            read, lambda: fill_under_lease(self.guard, key, load, self._fill), load, self.record_lookup
+        )
 
     def _load(self, conversation_id: int) -> Window:
         # One more than we keep: whether older messages exist decides the floor.
         loaded = self._loader(conversation_id, CAP + 1)
         return Window(loaded[-CAP:], len(loaded) <= CAP)
 
-    def _read(self, key: str) -> list[bytes] | object:
+    def _read(self, key: str) -> list[bytes] | Any:
         try:
             return self.client.zrangebyscore(key, 0, "+inf")
         except redis.ResponseError as exc:
             if "WRONGTYPE" in str(exc):  # a fill lease (a string) holds the key
-                return _LEASED
+                return LEASED
             raise
 
     def _decode_members(self, key: str, members: list[bytes]) -> Window | None:
@@ -211,24 +142,12 @@ class ConversationMessagesCache(WriteThroughCacheStrategy):
             logger.warning("corrupt conversation cache read as a miss: key=%s error=%s", key, exc)
             return None
 
-    def _take_lease(self, key: str, lease: bytes) -> bool:
-        lease_ms = int(settings.CACHE_LEASE_SECONDS * 1000)
-        return bool(
-            self._call("lease", key, lambda: self.client.set(key, lease, nx=True, px=lease_ms), False)
-        )
-
-    def _load_and_fill(self, conversation_id: int, key: str, lease: bytes) -> Window:
-        try:
-            window = self._load(conversation_id)
-        except BaseException:
-            self._call("release", key, lambda: RELEASE_LEASE(self.client, [key], [lease]), 0)
-            raise
+    def _fill(self, lease: Lease, window: Window) -> None:
         floor = 0 if window.complete else window.messages[0]["id"]
-        args: list[Any] = [lease, self.ttl_ms(None), floor]
+        args: list[Any] = [lease.token, self.ttl_ms(None), floor]
         for message in window.messages:
             args += [message["id"], serializer.dumps(message)]
-        self._call("fill", key, lambda: _FILL(self.client, [key], args), 0)
-        return window
+        self.guard.call("fill", lease.key, lambda: _FILL(self.client, [lease.key], args), 0)
 
     # --- writes, queued on the stream consumer's pipeline (errors propagate) -------------------
 
@@ -247,7 +166,29 @@ class ConversationMessagesCache(WriteThroughCacheStrategy):
         return self.delete(key)
 
 
-class OnlineStatusCache(WriteThroughCacheStrategy):
+class _ExpiringSets:
+    """What presence and typing share: a guarded client, the chat namespace's keys, one TTL.
+    They are plain TTL keys (no reads through the loop, no events), so they compose those parts
+    instead of inheriting a strategy."""
+
+    namespace = "chat"
+    schema = 1
+    default_ttl = 60
+
+    def __init__(self, client: redis.Redis | None = None, breaker_=None) -> None:
+        self.guard = GuardedRedis(client, breaker_)
+        self.keys = NamespaceKeys(self.namespace, self.schema, self.guard)
+        self._ttl_ms = ttl_ms(self.default_ttl)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self.guard.client
+
+    def key(self, *parts: object) -> str:
+        return self.keys.build(*parts)
+
+
+class OnlineStatusCache(_ExpiringSets):
     """Who is online: per user, a sorted set of live connections scored by their expiry (ms).
 
     A user with two tabs stays online when one closes; a connection that vanished without a goodbye
@@ -265,13 +206,13 @@ class OnlineStatusCache(WriteThroughCacheStrategy):
 
         def run() -> bool:
             pipe = self.client.pipeline(transaction=False)
-            pipe.zadd(key, {connection: now + self.ttl_ms(None)})
+            pipe.zadd(key, {connection: now + self._ttl_ms})
             pipe.zremrangebyscore(key, "-inf", now)
-            pipe.pexpire(key, self.ttl_ms(None))
+            pipe.pexpire(key, self._ttl_ms)
             pipe.execute()
             return True
 
-        return self._call("mark_online", key, run, False)
+        return self.guard.call("mark_online", key, run, False)
 
     def mark_offline(self, user_id: int, connection: str = "-") -> bool:
         """Forget this connection. Returns True if the user is still online on another one."""
@@ -283,7 +224,7 @@ class OnlineStatusCache(WriteThroughCacheStrategy):
             pipe.zcount(key, f"({now}", "+inf")
             return pipe.execute()[1] > 0
 
-        return self._call("mark_offline", key, run, False)
+        return self.guard.call("mark_offline", key, run, False)
 
     def is_online(self, user_id: int) -> bool:
         return user_id in self.online_among([user_id])
@@ -301,10 +242,10 @@ class OnlineStatusCache(WriteThroughCacheStrategy):
                 pipe.zcount(self.online_key(user_id), f"({now}", "+inf")
             return {uid for uid, n in zip(user_ids, pipe.execute(), strict=True) if n}
 
-        return self._call("online_among", self.online_key(user_ids[0]), run, set())
+        return self.guard.call("online_among", self.online_key(user_ids[0]), run, set())
 
 
-class TypingIndicatorCache(WriteThroughCacheStrategy):
+class TypingIndicatorCache(_ExpiringSets):
     """Who is typing in a conversation: a sorted set of user ids scored by expiry (ms), 10 s each."""
 
     namespace = "chat"
@@ -318,23 +259,23 @@ class TypingIndicatorCache(WriteThroughCacheStrategy):
 
         def run() -> bool:
             pipe = self.client.pipeline(transaction=False)
-            pipe.zadd(key, {str(user_id): now + self.ttl_ms(None)})
+            pipe.zadd(key, {str(user_id): now + self._ttl_ms})
             pipe.zremrangebyscore(key, "-inf", now)
-            pipe.pexpire(key, self.ttl_ms(None))
+            pipe.pexpire(key, self._ttl_ms)
             pipe.execute()
             return True
 
-        return self._call("set_typing", key, run, False)
+        return self.guard.call("set_typing", key, run, False)
 
     def clear_typing(self, conversation_id: int, user_id: int) -> bool:
         key = self.typing_key(conversation_id)
-        return bool(self._call("clear_typing", key, lambda: self.client.zrem(key, str(user_id)), 0))
+        return bool(self.guard.call("clear_typing", key, lambda: self.client.zrem(key, str(user_id)), 0))
 
     def typing_in(self, conversation_id: int) -> list[int]:
         """Ids of the users typing now, in no particular order ([] when Redis is unavailable)."""
         key = self.typing_key(conversation_id)
         now = _now_ms()
-        raw = self._call("typing_in", key, lambda: self.client.zrangebyscore(key, f"({now}", "+inf"), [])
+        raw = self.guard.call("typing_in", key, lambda: self.client.zrangebyscore(key, f"({now}", "+inf"), [])
         return sorted(int(member) for member in raw)
 
 

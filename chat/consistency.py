@@ -10,7 +10,7 @@ import re
 from chat.cache import SENTINEL_PREFIX, TOMBSTONE_PREFIX, ConversationMessagesCache
 from chat.models import Message
 from chat.payloads import message_payload
-from core.caching.serializers import serializer
+from core.caching import serializer
 from core.consistency import CacheCheck, CheckResult, register
 
 _CONVERSATION = re.compile(rb"\{conversation:(\d+)\}")

@@ -5,21 +5,25 @@ read several of them together stay within one Redis Cluster slot.
 """
 
 import os
-import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import redis
-from django.conf import settings
 
-from core.caching import CacheAsideStrategy, HashTag
-from core.caching.lua import RELEASE_LEASE
-from core.caching.strategies import _MISSING
-from feed.payloads import feed_page_entry
+from core.caching import (
+    ABSENT,
+    UNAVAILABLE,
+    CacheAsideStrategy,
+    HashTag,
+    Lease,
+    WriteThroughCacheStrategy,
+    fill_under_lease,
+    read_through,
+    release_lease,
+)
 
 
-class PostDetailCache(CacheAsideStrategy):
+class PostDetailCache(CacheAsideStrategy, WriteThroughCacheStrategy):
     """Cache-aside post details, written through by post.* events (version-aware)."""
 
     namespace = "feed"
@@ -39,7 +43,7 @@ class PostDetailCache(CacheAsideStrategy):
         self.queue_tombstone(pipe, self.detail_key(post_id))
 
 
-class ReactionCountsCache(CacheAsideStrategy):
+class ReactionCountsCache(CacheAsideStrategy, WriteThroughCacheStrategy):
     """A post's counters (reactions per kind, comments), replaced by newer snapshots from events.
 
     Events carry the absolute counts and the post's stats_version, never deltas: re-delivery and
@@ -55,7 +59,7 @@ class ReactionCountsCache(CacheAsideStrategy):
     def counts_keys(self, post_ids: list[int]) -> dict[int, str]:
         """counts_key of many posts with one key builder: a feed page's worth on every feed read,
         where building each key on its own cost about as much as reading them all."""
-        builder = self._builder()
+        builder = self.key_builder()
         return {post_id: builder.build(HashTag("post", post_id), "reactions") for post_id in post_ids}
 
     def get_counts(self, post_id: int, loader: Callable[[], dict | None]) -> dict | None:
@@ -71,24 +75,37 @@ class ReactionCountsCache(CacheAsideStrategy):
 class UserFeedCache(CacheAsideStrategy):
     """Cache-aside feed pages, fan-out on read, invalidated in O(1) per user.
 
-    Each user has a feed generation (a random token); a page is stored with the generation it was
-    computed under and served only while that is still the user's generation. Invalidating a user's
-    feed = one SET of a new token. A page computed from a database read that a concurrent write
-    invalidated carries the old token and is never served: no stale set. Reading = one MGET.
+    Each user has a feed stamp (a random token); a page is stored with the stamp it was computed
+    under and served only while that is still the user's stamp. Invalidating a user's feed = one
+    SET of a new stamp. A page computed from a database read that a concurrent write invalidated
+    carries the old stamp and is never served: no stale set. Reading = one MGET. A page's fill is
+    guarded by a lease in its own key (the page key keeps its value while a refill runs).
     """
 
     namespace = "feed"
     default_ttl = 3600
 
-    def generation_key(self, user_id: int) -> str:
-        return self.key(HashTag("user", user_id), "generation")
+    def stamp_key(self, user_id: int) -> str:
+        return self.key(HashTag("user", user_id), "stamp")
 
     def page_key(self, user_id: int, page: int, size: int) -> str:
         return self.key(HashTag("user", user_id), "page", page, size)
 
+    @staticmethod
+    def page_value(stamp: str, items: list[dict]) -> dict[str, Any]:
+        """What a page key stores: its items and the stamp they were computed under."""
+        return {"stamp": stamp, "items": items}
+
+    @staticmethod
+    def servable_items(cached: object, stamp: str) -> list[dict] | None:
+        """A decoded page entry's items if it was computed under `stamp`, else None (dead)."""
+        if isinstance(cached, dict) and cached.get("stamp") == stamp:
+            return cached["items"]
+        return None
+
     def queue_invalidate(self, pipe: redis.client.Pipeline, user_id: int) -> None:
-        # Outlives every page (2 x TTL): a page can never see its generation come back.
-        pipe.set(self.generation_key(user_id), os.urandom(8).hex(), px=self.ttl_ms(None) * 2)
+        # Outlives every page (2 x TTL): a page can never see its stamp come back.
+        pipe.set(self.stamp_key(user_id), os.urandom(8).hex(), px=self.ttl_ms(None) * 2)
 
     def invalidate(self, *user_ids: int) -> None:
         """Invalidate now, best effort (request path); the worker's events are authoritative."""
@@ -99,54 +116,40 @@ class UserFeedCache(CacheAsideStrategy):
                 self.queue_invalidate(pipe, user_id)
             pipe.execute()
 
-        self._call("invalidate", str(user_ids[:1]), run, None)
+        self.guard.call("invalidate", str(user_ids[:1]), run, None)
+
+    def queue_page(
+        self, pipe: redis.client.Pipeline, user_id: int, page: int, size: int, stamp: str, items: list
+    ) -> None:
+        """Queue storing a page computed under `stamp` (a warm-up's write)."""
+        self.queue_set(pipe, self.page_key(user_id, page, size), self.page_value(stamp, items))
 
     def get_feed(self, user_id: int, page: int, size: int, loader: Callable[[], list[dict]]) -> list[dict]:
         # One key builder and one client for the whole read: on a hit (one MGET), building three
-        # keys separately (each a generation lookup and part checks) cost about as much as the MGET.
-        builder, client, user = self._builder(), self.client, HashTag("user", user_id)
-        generation_key, page_key = builder.build(user, "generation"), builder.build(user, "page", page, size)
-        deadline = None
-        while True:
-            raws = self._call("get_feed", page_key, lambda: client.mget(generation_key, page_key), None)
-            if raws is None:  # Redis unavailable
-                self._count(0, 1)
-                return loader()
-            generation, items = self.read_page(page_key, raws)
-            if items is not None:
-                self._count(1, 0)
-                return items
-            lock_key = builder.build(user, "page", page, size, "lock")
-            items = self._load_under_lock(lock_key, page_key, generation, loader)
-            if items is not _MISSING:
-                self._count(0, 1)
-                return items
-            now = time.monotonic()
-            deadline = deadline or now + settings.CACHE_LEASE_WAIT_SECONDS
-            if now >= deadline:
-                self._count(0, 1)
-                return loader()
-            time.sleep(0.005)
+        # keys separately (each an epoch lookup and part checks) cost about as much as the MGET.
+        builder, client, user = self.key_builder(), self.client, HashTag("user", user_id)
+        stamp_key, page_key = builder.build(user, "stamp"), builder.build(user, "page", page, size)
+        lease_key = builder.build(user, "page", page, size, "lease")
+        stamp = "0"
+
+        def read() -> Any:
+            nonlocal stamp
+            raws = self.guard.call("get_feed", page_key, lambda: client.mget(stamp_key, page_key), None)
+            if raws is None:
+                return UNAVAILABLE
+            stamp, items = self.read_page(page_key, raws)
+            return ABSENT if items is None else items
+
+        def store(lease: Lease, items: list[dict]) -> None:
+            self.set(page_key, self.page_value(stamp, items))
+            self.guard.call("release", lease_key, lambda: release_lease(client, lease), False)
+
+        def fill() -> Any:
+            return fill_under_lease(self.guard, lease_key, loader, store)
+
+        return read_through(read, fill, loader, self.record_lookup)
 
     def read_page(self, page_key: str, raws: list[bytes | None]) -> tuple[str, list[dict] | None]:
-        """From MGET(generation, page): (current generation, the page's items if servable)."""
-        generation = raws[0].decode() if raws[0] else "0"
-        cached = self._decode(page_key, raws[1])
-        if isinstance(cached, dict) and cached.get("gen") == generation:
-            return generation, cached["items"]
-        return generation, None
-
-    def _load_under_lock(self, lock_key: str, page_key: str, generation: str, loader: Callable):
-        """Run the loader and store its page if we win the lock; _MISSING if someone else has it."""
-        token = uuid.uuid4().hex
-        lease_ms = int(settings.CACHE_LEASE_SECONDS * 1000)
-        if not self._call(
-            "lock", lock_key, lambda: self.client.set(lock_key, token, nx=True, px=lease_ms), False
-        ):
-            return _MISSING
-        try:
-            items = loader()
-            self.set(page_key, feed_page_entry(generation, items))
-        finally:
-            self._call("unlock", lock_key, lambda: RELEASE_LEASE(self.client, [lock_key], [token]), 0)
-        return items
+        """From MGET(stamp, page): (the user's current stamp, the page's items if servable)."""
+        stamp = raws[0].decode() if raws[0] else "0"
+        return stamp, self.servable_items(self.decode(page_key, raws[1]), stamp)

@@ -2,9 +2,7 @@
 
 import re
 
-from core.caching import CacheAsideStrategy, is_tombstone
-from core.caching.serializers import CorruptCacheValue, serializer
-from core.caching.strategies import LEASE_PREFIX
+from core.caching import BaseCacheStrategy, CorruptCacheValue, is_lease, is_tombstone, serializer
 from core.consistency import CacheCheck, CheckResult, register
 from feed import queries
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
@@ -17,7 +15,7 @@ def _entries(client, pattern: str):
     """(key, decoded value) for every servable entry matching `pattern` (leases skipped)."""
     for key in client.scan_iter(match=pattern, count=1000):
         raw = client.get(key)
-        if raw is None or raw.startswith(LEASE_PREFIX):
+        if raw is None or is_lease(raw):
             continue
         try:
             yield key, serializer.loads(raw)
@@ -31,7 +29,7 @@ class _PerPostCheck(CacheCheck):
 
     suffix = ""
 
-    def cache(self) -> CacheAsideStrategy:
+    def cache(self) -> BaseCacheStrategy:
         raise NotImplementedError
 
     def load(self, post_id: int) -> dict | None:
@@ -60,7 +58,7 @@ class _PerPostCheck(CacheCheck):
 class PostDetailCheck(_PerPostCheck):
     name, suffix = "post details", "{post:*}:detail"
 
-    def cache(self) -> CacheAsideStrategy:
+    def cache(self) -> BaseCacheStrategy:
         return PostDetailCache()
 
     def load(self, post_id: int) -> dict | None:
@@ -72,7 +70,7 @@ class ReactionCountsCheck(_PerPostCheck):
 
     name, suffix = "reaction counts", "{post:*}:reactions"
 
-    def cache(self) -> CacheAsideStrategy:
+    def cache(self) -> BaseCacheStrategy:
         return ReactionCountsCache()
 
     def load(self, post_id: int) -> dict | None:
@@ -83,7 +81,7 @@ class ReactionCountsCheck(_PerPostCheck):
 
 
 class FeedPageCheck(CacheCheck):
-    """Sampled: a page is compared only while its generation is current (otherwise it is dead)."""
+    """Sampled: a page is compared only while its stamp is current (otherwise it is dead)."""
 
     name = "feed pages"
 
@@ -93,17 +91,17 @@ class FeedPageCheck(CacheCheck):
             if sample is not None and result.checked >= sample:
                 break
             match = _PAGE.search(key)
-            if match is None:  # a lock key
+            if match is None:  # a fill's lease key
                 continue
             user_id, page, size = (int(g) for g in match.groups())
-            generation = cache.client.get(cache.generation_key(user_id))
-            current = generation.decode() if generation else "0"
-            if not isinstance(cached, dict) or cached.get("gen") != current:
+            stamp = cache.client.get(cache.stamp_key(user_id))
+            items = cache.servable_items(cached, stamp.decode() if stamp else "0")
+            if items is None:
                 continue
             result.checked += 1
             expected = serializer.loads(serializer.dumps(queries.feed_page(user_id, page, size)))
-            if cached.get("items") != expected:
-                result.mismatch(key.decode(), cached.get("items"), expected)
+            if items != expected:
+                result.mismatch(key.decode(), items, expected)
         return result
 
 

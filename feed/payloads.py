@@ -41,8 +41,3 @@ def comment_payload(comment: Comment, author: str | None = None) -> dict[str, An
         "body": comment.body,
         "created_at": comment.created_at,
     }
-
-
-def feed_page_entry(generation: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-    """A cached feed page: its items, valid while the user's feed generation is `generation`."""
-    return {"gen": generation, "items": items}

@@ -18,7 +18,7 @@ from collections import Counter
 import redis
 from django.conf import settings
 
-from core.caching import BaseCacheStrategy, HashTag
+from core.caching import GuardedRedis, HashTag, NamespaceKeys, ttl_ms
 
 logger = logging.getLogger("feed.popularity")
 
@@ -27,19 +27,26 @@ VIEW, REACTION, COMMENT = 1.0, 3.0, 5.0
 POSTS, USERS = "posts", "users"
 
 
-class PopularityTracker(BaseCacheStrategy):
+class PopularityTracker:
+    """Scores in the feed namespace, written and read through a guarded client: best effort."""
+
     namespace = "feed"
+    schema = 1
 
     def __init__(self, client: redis.Redis | None = None) -> None:
-        super().__init__(client)
+        self.guard = GuardedRedis(client)
+        self.keys = NamespaceKeys(self.namespace, self.schema, self.guard)
         self._pending: dict[str, Counter[int]] = {POSTS: Counter(), USERS: Counter()}
         self._pending_points = 0
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
 
     @property
-    def default_ttl(self) -> int:  # a bucket lives as long as it counts
-        return settings.POPULARITY_BUCKET_SECONDS * settings.POPULARITY_BUCKETS
+    def client(self) -> redis.Redis:
+        return self.guard.client
+
+    def bucket_ttl_ms(self) -> int:  # a bucket lives as long as it counts
+        return ttl_ms(settings.POPULARITY_BUCKET_SECONDS * settings.POPULARITY_BUCKETS)
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -47,10 +54,10 @@ class PopularityTracker(BaseCacheStrategy):
         return int((time.time() if now is None else now) // settings.POPULARITY_BUCKET_SECONDS)
 
     def bucket_key(self, kind: str, bucket: int) -> str:
-        return self.key(HashTag("popular", kind), bucket)
+        return self.keys.build(HashTag("popular", kind), bucket)
 
     def ranking_key(self, kind: str) -> str:
-        return self.key(HashTag("popular", kind), "ranking")
+        return self.keys.build(HashTag("popular", kind), "ranking")
 
     # --- recording ---------------------------------------------------------------------------
 
@@ -81,7 +88,7 @@ class PopularityTracker(BaseCacheStrategy):
         if not pending:
             return
         bucket = self.bucket(now)
-        cap, ttl_ms = settings.POPULARITY_MAX_MEMBERS, self.ttl_ms(None)
+        cap, bucket_ms = settings.POPULARITY_MAX_MEMBERS, self.bucket_ttl_ms()
 
         def send() -> None:
             pipe = self.client.pipeline(transaction=False)
@@ -90,10 +97,10 @@ class PopularityTracker(BaseCacheStrategy):
                 for member, points in counts.items():
                     pipe.zincrby(key, points, member)
                 pipe.zremrangebyrank(key, 0, -(cap + 1))  # keep the top `cap`: bounded
-                pipe.pexpire(key, ttl_ms)
+                pipe.pexpire(key, bucket_ms)
             pipe.execute()
 
-        self._call("popularity", "flush", send, None)
+        self.guard.call("popularity", "flush", send, None)
 
     # --- ranking -----------------------------------------------------------------------------
 
@@ -115,7 +122,7 @@ class PopularityTracker(BaseCacheStrategy):
             pipe.pexpire(ranking, 60_000)
             return pipe.execute()[1]
 
-        return [int(member) for member in self._call("popularity", ranking, rank, [])]
+        return [int(member) for member in self.guard.call("popularity", ranking, rank, [])]
 
     def top_posts(self, k: int, now: float | None = None) -> list[int]:
         return self.top(POSTS, k, now)

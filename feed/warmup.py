@@ -2,7 +2,7 @@
 
 Warming only fills what is missing or older than the database: details and counts go through the
 version compare-and-set (a newer entry is never overwritten), and a feed page is written only when
-its user's current page is absent or of an old generation, stamped with the generation read before
+its user's current page is absent or of an old stamp, stamped with the stamp read before
 the database query (a write racing the warm-up makes the page unservable, never stale).
 Everything is pipelined: one round trip to look, one to write, per chunk.
 
@@ -21,7 +21,7 @@ from django.db.models import Count, Max
 from feed import queries
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.models import Post, Reaction
-from feed.payloads import feed_page_entry, post_detail
+from feed.payloads import post_detail
 from feed.popularity import tracker
 
 CHUNK = 200
@@ -98,7 +98,7 @@ def warm_posts(k: int, progress: Progress | None = None) -> WarmupResult:
 
 
 def warm_feeds(k: int, size: int | None = None, progress: Progress | None = None) -> WarmupResult:
-    """Page 1 of the feeds of the `k` most active users, where missing or of an old generation."""
+    """Page 1 of the feeds of the `k` most active users, where missing or of an old stamp."""
     started = time.perf_counter()
     feeds = UserFeedCache()
     size = size or settings.WARM_FEED_PAGE_SIZE
@@ -107,7 +107,7 @@ def warm_feeds(k: int, size: int | None = None, progress: Progress | None = None
     for chunk in _chunks(ids):
         look = feeds.client.pipeline(transaction=False)
         for user_id in chunk:
-            look.mget(feeds.generation_key(user_id), feeds.page_key(user_id, 1, size))
+            look.mget(feeds.stamp_key(user_id), feeds.page_key(user_id, 1, size))
         write = feeds.client.pipeline(transaction=False)
         for user_id, raws in zip(chunk, look.execute(), strict=True):
             current, servable = feeds.read_page(feeds.page_key(user_id, 1, size), raws)
@@ -115,7 +115,7 @@ def warm_feeds(k: int, size: int | None = None, progress: Progress | None = None
                 result.skipped += 1
                 continue
             items = queries.feed_page(user_id, 1, size)
-            feeds.queue_set(write, feeds.page_key(user_id, 1, size), feed_page_entry(current, items))
+            feeds.queue_page(write, user_id, 1, size, current, items)
             result.written += 1
         if write.command_stack:
             write.execute()

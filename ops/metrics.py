@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from core.caching.strategies import stats
+from core.caching import stats
 from core.connections import cache_client
 from core.events import all_streams, dead_letter_stream, outbox_backlog
 

@@ -18,15 +18,13 @@ def _redis_is_ours():
 @pytest.fixture(autouse=True)
 def redis_client():
     """The cache client, on a flushed database; process-local cache state reset."""
-    from core.caching.breaker import breaker
-    from core.caching.namespaces import generations
-    from core.caching.strategies import stats
+    from core.caching import breaker, epochs, stats
     from core.connections import cache_client
 
     client = cache_client()
     client.flushdb()
     breaker.reset()
-    generations.forget()
+    epochs.forget()
     stats.reset()
     return client
 

@@ -18,8 +18,13 @@ import redis
 from django.conf import settings
 from django_redis.cache import RedisCache
 
-from core.caching import CacheAsideStrategy, CacheKeyBuilder, CacheManager
-from core.caching.breaker import RedisBreaker
+from core.caching import (
+    CacheAsideStrategy,
+    CacheKeyBuilder,
+    CacheManager,
+    RedisBreaker,
+    WriteThroughCacheStrategy,
+)
 
 LOGGER = "core.caching"
 
@@ -30,7 +35,7 @@ def settings_client(port: int) -> redis.Redis:
     return RedisCache(f"redis://127.0.0.1:{port}/0", params).client.get_client(write=True)
 
 
-class Items(CacheAsideStrategy):
+class Items(CacheAsideStrategy, WriteThroughCacheStrategy):
     namespace = "degraded"
     default_ttl = 60
 
@@ -60,7 +65,7 @@ def median_seconds(fn, calls: int = 50) -> float:
 
 def test_every_operation_degrades_without_raising(unused_port):
     items = strategy_at(unused_port)
-    key = items.key("a")  # the generation lookup fails too, quietly: generation 0
+    key = items.key("a")  # the epoch lookup fails too, quietly: epoch 0
     assert key == "degraded:v1:a"
     assert items.get(key, "dflt") == "dflt"
     assert items.set(key, {"v": 1}) is False
@@ -251,11 +256,11 @@ def test_unreachable_redis_costs_one_connect_timeout(syn_dropping_port):
     assert median_seconds(lambda: items.get(key)) < 0.005
 
 
-# --- namespace generations across an outage ------------------------------------------------------
+# --- namespace epochs across an outage ------------------------------------------------------
 
 
 def test_a_bumped_namespace_stays_bumped_while_the_breaker_is_open(redis_client):
-    """Keys built during an outage must not fall back to generation 0: once the breaker closes,
+    """Keys built during an outage must not fall back to epoch 0: once the breaker closes,
     a read of such a key would serve a value the bump invalidated, and a queued (pipelined)
     write would land where nobody reads."""
     items = Items(client=redis_client, breaker_=RedisBreaker(backoff_seconds=0.05))

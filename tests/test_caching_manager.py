@@ -66,7 +66,7 @@ def test_get_stats_counts_keys_across_scan_pages(redis_client):
 def test_clear_namespace_unlinks_only_that_namespace_by_scan(redis_client):
     alpha, alphabet, beta = Alpha(), AlphaBet(), Beta()
     doomed = fill(alpha, 2500)
-    CacheManager().bump_namespace("alpha")  # keys of an older generation go too
+    CacheManager().bump_namespace("alpha")  # keys of an older epoch go too
     doomed += fill(alpha, 300, "after-bump")
     kept = fill(alphabet, 40) + fill(beta, 60)
     recorder = RecordingRedis(connection_pool=redis_client.connection_pool)
@@ -98,30 +98,30 @@ def test_clear_namespace_logs_what_it_did(caplog):
     assert any("alpha" in r.getMessage() and "3" in r.getMessage() for r in caplog.records)
 
 
-def test_bump_namespace_returns_increasing_generations_and_moves_the_keys():
+def test_bump_namespace_returns_increasing_epochs_and_moves_the_keys():
     manager, alpha = CacheManager(), Alpha()
     key = alpha.key("item", 0)
     alpha.set(key, "old")
-    generations = [manager.bump_namespace("alpha") for _ in range(3)]
-    assert generations == [1, 2, 3]
+    epochs = [manager.bump_namespace("alpha") for _ in range(3)]
+    assert epochs == [1, 2, 3]
     assert alpha.key("item", 0) == "alpha:v1.3:item:0"
     assert alpha.get(alpha.key("item", 0)) is None
     assert manager.bump_namespace("beta") == 1  # each namespace counts on its own
 
 
-def test_bump_namespace_generation_key_has_a_ttl(redis_client):
+def test_bump_namespace_epoch_key_has_a_ttl(redis_client):
     CacheManager().bump_namespace("alpha")
     [key] = list(redis_client.scan_iter(match="themoon:*"))
     assert redis_client.ttl(key) > 0
 
 
-def test_stats_count_both_generations_of_a_bumped_namespace(redis_client):
+def test_stats_count_both_epochs_of_a_bumped_namespace(redis_client):
     fill(Alpha(), 10)
     CacheManager().bump_namespace("alpha")
     fill(Alpha(), 10)
     per_namespace = CacheManager().get_stats()["keys_per_namespace"]
-    assert per_namespace["alpha"] == 20  # both generations, until the old one expires
-    assert per_namespace["themoon"] == 1  # the generation counter itself
+    assert per_namespace["alpha"] == 20  # both epochs, until the old one expires
+    assert per_namespace["themoon"] == 1  # the epoch counter itself
 
 
 def test_clear_namespace_refuses_a_glob():

@@ -1,5 +1,5 @@
 """BaseCacheStrategy and the version-aware writes: plain ops, bulk ops, TTL on every key, set_if_newer,
-namespace generations."""
+namespace epochs."""
 
 import time
 
@@ -13,12 +13,13 @@ from core.caching import (
     CacheAsideStrategy,
     CacheManager,
     WriteThroughCacheStrategy,
+    epoch_key,
     is_tombstone,
+    stats,
 )
-from core.caching.strategies import stats
 
 
-class Things(CacheAsideStrategy):
+class Things(CacheAsideStrategy, WriteThroughCacheStrategy):
     namespace = "things"
     default_ttl = 120
 
@@ -150,10 +151,10 @@ def test_ttl_reports_seconds_left_and_minus_two_for_absent(things):
     assert things.ttl(things.key("absent")) == -2
 
 
-def test_key_uses_namespace_and_version():
+def test_key_uses_namespace_and_schema():
     class Versioned(BaseCacheStrategy):
         namespace = "vv"
-        version = 3
+        schema = 3
 
     assert Versioned().key("a", 1) == "vv:v3:a:1"
 
@@ -218,7 +219,7 @@ def test_tombstone_reads_as_none_through_get_or_load(redis_client):
     assert aside.get_or_load(key, lambda: {"resurrected": True}) is None
 
 
-# --- namespace generations ----------------------------------------------------------------------
+# --- namespace epochs --------------------------------------------------------------------------
 
 
 def test_bump_namespace_makes_old_keys_unreadable_without_touching_them(things, redis_client):
@@ -226,9 +227,9 @@ def test_bump_namespace_makes_old_keys_unreadable_without_touching_them(things, 
     things.set_many({key: i for i, key in enumerate(old_keys)})
     recorder = RecordingRedis(connection_pool=redis_client.connection_pool)
 
-    generation = CacheManager(client=recorder).bump_namespace("things")
+    epoch = CacheManager(client=recorder).bump_namespace("things")
 
-    assert generation == 1
+    assert epoch == 1
     # O(1): two commands on one key, however many keys the namespace holds.
     assert [name for name, *_ in recorder.commands] == ["INCRBY", "EXPIRE"]
     new_keys = [things.key("item", i) for i in range(50)]
@@ -248,19 +249,17 @@ def test_bump_namespace_leaves_other_namespaces_alone(things):
     assert other.get(other_key) == "kept"
 
 
-def test_bump_namespace_returns_increasing_generations():
+def test_bump_namespace_returns_increasing_epochs():
     manager = CacheManager()
     assert [manager.bump_namespace("things") for _ in range(4)] == [1, 2, 3, 4]
     assert Things().key("x") == "things:v1.4:x"
 
 
-def test_another_process_sees_a_bump_within_the_generation_ttl(things, settings, redis_client):
-    from core.caching.namespaces import generation_key
-
-    settings.CACHE_NAMESPACE_VERSION_TTL_SECONDS = 0.1
+def test_another_process_sees_a_bump_within_the_epoch_ttl(things, settings, redis_client):
+    settings.CACHE_NAMESPACE_EPOCH_TTL_SECONDS = 0.1
     before = things.key("x")
-    redis_client.incr(generation_key("things"))  # another process's bump: our copy knows nothing
-    assert things.key("x") == before  # trusted for CACHE_NAMESPACE_VERSION_TTL_SECONDS
+    redis_client.incr(epoch_key("things"))  # another process's bump: our copy knows nothing
+    assert things.key("x") == before  # trusted for CACHE_NAMESPACE_EPOCH_TTL_SECONDS
     time.sleep(0.15)
     assert things.key("x") == "things:v1.1:x"
 

@@ -1,16 +1,16 @@
-"""WriteThroughCacheStrategy.save_and_cache: the database first, the cache only once it commits."""
+"""Write-through: the database first, the cache only once it commits, through the real path
+(a model save -> commit -> event -> the handler's `queue_write` -> version compare-and-set).
+
+EVENTS_APPLY_ON_COMMIT (on by default) applies the events in the commit's own round trip, so these
+tests need no worker."""
 
 import pytest
 from django.db import transaction
 
 from core.caching import WriteThroughCacheStrategy
+from feed.cache import PostDetailCache
 from feed.models import Post
 from tests.factories import make_user
-
-
-class PostBodies(WriteThroughCacheStrategy):
-    namespace = "wt"
-    default_ttl = 60
 
 
 class Boom(Exception):
@@ -18,98 +18,86 @@ class Boom(Exception):
 
 
 @pytest.fixture
-def strategy():
-    return PostBodies()
+def details():
+    return PostDetailCache()
 
 
-def test_save_and_cache_writes_the_database_then_the_cache(transactional_db, strategy, redis_client):
-    author = make_user()
-    key = strategy.key("post", "fixed")
-    post = strategy.save_and_cache(
-        lambda: Post.objects.create(author=author, body="hello"),
-        key,
-        lambda p: {"id": p.pk, "body": p.body, "version": p.version},
-    )
+def cached(details: PostDetailCache, post_id: int) -> dict | None:
+    value = details.get(details.detail_key(post_id), "absent")
+    return value if value == "absent" else {k: value[k] for k in ("id", "body", "version")}
+
+
+def test_post_detail_cache_is_a_write_through_strategy(details):
+    assert isinstance(details, WriteThroughCacheStrategy)
+
+
+def test_a_committed_save_writes_the_database_then_the_cache(transactional_db, details, redis_client):
+    post = Post.objects.create(author=make_user(), body="hello")
     assert Post.objects.filter(pk=post.pk, body="hello").exists()
-    assert strategy.get(key) == {"id": post.pk, "body": "hello", "version": 1}
-    assert 0 < redis_client.pttl(key) <= 60_000
+    assert cached(details, post.pk) == {"id": post.pk, "body": "hello", "version": 1}
+    assert 0 < redis_client.pttl(details.detail_key(post.pk)) <= PostDetailCache.default_ttl * 1000
 
 
-def test_cache_is_written_only_after_the_outer_transaction_commits(transactional_db, strategy):
+def test_cache_is_written_only_after_the_outer_transaction_commits(transactional_db, details):
     author = make_user()
-    key = strategy.key("post", "outer")
     with transaction.atomic():
-        strategy.save_and_cache(
-            lambda: Post.objects.create(author=author, body="pending"),
-            key,
-            lambda p: {"body": p.body, "version": p.version},
-        )
-        assert strategy.get(key, "absent") == "absent"  # not yet committed: nothing cached
-    assert strategy.get(key) == {"body": "pending", "version": 1}
+        post = Post.objects.create(author=author, body="pending")
+        assert cached(details, post.pk) == "absent"  # not yet committed: nothing cached
+    assert cached(details, post.pk) == {"id": post.pk, "body": "pending", "version": 1}
 
 
-def test_rolled_back_transaction_writes_nothing_to_the_cache(transactional_db, strategy, redis_client):
+def test_rolled_back_transaction_writes_nothing_to_the_cache(transactional_db, details, redis_client):
     author = make_user()
-    key = strategy.key("post", "rollback")
     with pytest.raises(Boom), transaction.atomic():
-        strategy.save_and_cache(
-            lambda: Post.objects.create(author=author, body="doomed"),
-            key,
-            lambda p: {"body": p.body, "version": p.version},
-        )
+        post = Post.objects.create(author=author, body="doomed")
         raise Boom
     assert not Post.objects.filter(body="doomed").exists()
-    assert redis_client.exists(key) == 0
+    assert redis_client.exists(details.detail_key(post.pk)) == 0
 
 
-def test_write_that_raises_writes_nothing_to_the_cache(transactional_db, strategy, redis_client):
+def test_write_that_raises_writes_nothing_to_the_cache(transactional_db, details, redis_client):
     author = make_user()
-    key = strategy.key("post", "raises")
+    created = []
 
     def write():
-        Post.objects.create(author=author, body="half done")
+        created.append(Post.objects.create(author=author, body="half done"))
         raise Boom
 
-    with pytest.raises(Boom):
-        strategy.save_and_cache(write, key, lambda p: {"version": 1})
+    with pytest.raises(Boom), transaction.atomic():
+        write()
     assert not Post.objects.filter(body="half done").exists()
-    assert redis_client.exists(key) == 0
+    assert redis_client.exists(details.detail_key(created[0].pk)) == 0
 
 
 def test_rolled_back_savepoint_inside_a_committed_transaction_writes_nothing(
-    transactional_db, strategy, redis_client
+    transactional_db, details, redis_client
 ):
     author = make_user()
-    kept_key, dropped_key = strategy.key("post", "kept"), strategy.key("post", "dropped")
     with transaction.atomic():
-        strategy.save_and_cache(
-            lambda: Post.objects.create(author=author, body="kept"),
-            kept_key,
-            lambda p: {"body": p.body, "version": p.version},
-        )
+        kept = Post.objects.create(author=author, body="kept")
         with pytest.raises(Boom), transaction.atomic():
-            strategy.save_and_cache(
-                lambda: Post.objects.create(author=author, body="dropped"),
-                dropped_key,
-                lambda p: {"body": p.body, "version": p.version},
-            )
+            dropped = Post.objects.create(author=author, body="dropped")
             raise Boom
     assert Post.objects.filter(body="kept").exists()
     assert not Post.objects.filter(body="dropped").exists()
-    assert strategy.get(kept_key) == {"body": "kept", "version": 1}
-    assert redis_client.exists(dropped_key) == 0
+    assert cached(details, kept.pk) == {"id": kept.pk, "body": "kept", "version": 1}
+    assert redis_client.exists(details.detail_key(dropped.pk)) == 0
 
 
-def test_a_later_save_replaces_the_cached_version(transactional_db, strategy):
-    author = make_user()
-    key = strategy.key("post", "versions")
-    to_cache = lambda p: {"body": p.body, "version": p.version}  # noqa: E731
-    post = strategy.save_and_cache(lambda: Post.objects.create(author=author, body="v1"), key, to_cache)
+def test_a_later_save_replaces_the_cached_version(transactional_db, details):
+    post = Post.objects.create(author=make_user(), body="v1")
+    post.body = "v2"
+    post.save()
+    assert cached(details, post.pk) == {"id": post.pk, "body": "v2", "version": 2}
 
-    def edit():
-        post.body = "v2"
-        post.save()
-        return post
 
-    strategy.save_and_cache(edit, key, to_cache)
-    assert strategy.get(key) == {"body": "v2", "version": 2}
+def test_an_older_version_never_overwrites_a_newer_one(transactional_db, details, redis_client):
+    post = Post.objects.create(author=make_user(), body="v1")
+    first = details.get(details.detail_key(post.pk))
+    post.body = "v2"
+    post.save()
+    pipe = redis_client.pipeline(transaction=False)
+    details.queue_write(pipe, first)  # a late, re-delivered post.created
+    assert pipe.execute() == [0]
+    assert details.set_if_newer(details.detail_key(post.pk), first) is False
+    assert cached(details, post.pk) == {"id": post.pk, "body": "v2", "version": 2}

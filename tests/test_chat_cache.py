@@ -16,7 +16,7 @@ from chat.cache import CAP, ConversationMessagesCache, OnlineStatusCache, Typing
 from chat.handlers import MessageHandler
 from chat.services import delete_message, edit_message
 from chat.testing import make_chat_user, make_conversation, make_message
-from core.caching.strategies import LEASE_PREFIX
+from core.caching import LEASE_PREFIX
 from core.events import Event
 
 handler = MessageHandler()

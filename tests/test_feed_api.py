@@ -325,7 +325,7 @@ def test_every_endpoint_works_with_redis_down(monkeypatch, alice, bob):
     import redis
 
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05, socket_timeout=0.05)
-    monkeypatch.setattr("core.caching.strategies.cache_client", lambda: dead)
+    monkeypatch.setattr("core.caching.guarded.cache_client", lambda: dead)
     monkeypatch.setattr("core.events.publisher.cache_client", lambda: dead)
     as_bob = client_for(bob)
 

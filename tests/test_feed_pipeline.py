@@ -171,11 +171,11 @@ def test_follow_and_unfollow_renew_the_feed_through_the_pipeline(people, worker_
     make_post(alice, "by alice")
     as_bob = client_for(bob)
     assert feed_bodies(as_bob) == []
-    generation = feeds.client.get(feeds.generation_key(bob.pk))
+    generation = feeds.client.get(feeds.stamp_key(bob.pk))
 
     services.follow(bob, alice.pk)
     eventually(lambda: feed_bodies(as_bob) == ["by alice"])
-    assert feeds.client.get(feeds.generation_key(bob.pk)) != generation
+    assert feeds.client.get(feeds.stamp_key(bob.pk)) != generation
 
     services.unfollow(bob, alice.pk)
     eventually(lambda: feed_bodies(as_bob) == [])
@@ -198,7 +198,7 @@ def test_a_deleted_post_is_gone_from_detail_feeds_and_counts(people, pipeline_wo
     send(client_for(carol), "post", f"/api/posts/{post.pk}/reactions", {"kind": "like"})
     eventually(lambda: "secret" in feed_bodies(as_bob))
     assert "secret" in feed_bodies(as_alice)
-    generation = feeds.client.get(feeds.generation_key(bob.pk))
+    generation = feeds.client.get(feeds.stamp_key(bob.pk))
 
     send(as_alice, "delete", f"/api/posts/{post.pk}")
 
@@ -209,7 +209,7 @@ def test_a_deleted_post_is_gone_from_detail_feeds_and_counts(people, pipeline_wo
     assert "secret" not in feed_bodies(as_alice)
     assert "secret" not in feed_bodies(as_bob)
     # Once the fan-out ran, the follower's feed itself is renewed from the database.
-    eventually(lambda: feeds.client.get(feeds.generation_key(bob.pk)) != generation)
+    eventually(lambda: feeds.client.get(feeds.stamp_key(bob.pk)) != generation)
     assert all(item["id"] != post.pk for item in queries.feed_page(bob.pk, 1, 20))
     assert feed_bodies(as_bob) == []
     assert selectors.with_counts([{"id": post.pk}]) == []
@@ -312,12 +312,12 @@ def test_a_follower_feed_fill_that_raced_a_post_is_not_served(people, pipeline_w
     make_post(alice, "first")
     eventually(lambda: feed_bodies(client_for(bob)) == ["first"])
     feeds.invalidate(bob.pk)
-    generation = feeds.client.get(feeds.generation_key(bob.pk))
+    generation = feeds.client.get(feeds.stamp_key(bob.pk))
     loader = PausedLoader(lambda: queries.feed_page(bob.pk, 1, 20))
     thread, _ = loader.run_in_thread(lambda load: feeds.get_feed(bob.pk, 1, 20, load))
 
     make_post(alice, "second")
-    eventually(lambda: feeds.client.get(feeds.generation_key(bob.pk)) != generation)  # fan-out ran
+    eventually(lambda: feeds.client.get(feeds.stamp_key(bob.pk)) != generation)  # fan-out ran
     loader.finish(thread)
 
     assert feed_bodies(client_for(bob)) == ["second", "first"]
@@ -361,7 +361,7 @@ def test_a_post_by_an_author_with_10000_followers_invalidates_them_all_in_chunks
     )
     pipe = feeds.client.pipeline(transaction=False)
     for fan_id in fan_ids:
-        pipe.set(feeds.generation_key(fan_id), "before", ex=600)
+        pipe.set(feeds.stamp_key(fan_id), "before", ex=600)
     pipe.execute()
 
     batches: list[int] = []
@@ -377,7 +377,7 @@ def test_a_post_by_an_author_with_10000_followers_invalidates_them_all_in_chunks
         make_post(author, "hello, all of you")
 
         def all_renewed() -> bool:
-            keys = [feeds.generation_key(i) for i in fan_ids]
+            keys = [feeds.stamp_key(i) for i in fan_ids]
             values = []
             for start in range(0, len(keys), chunk):
                 values += feeds.client.mget(keys[start : start + chunk])

@@ -200,9 +200,9 @@ def test_reactions_and_follows_reach_the_cache(pipeline_worker, redis_client):
     Reaction.objects.create(user=fan, post=post, kind="love")
     stats = eventually(lambda: counts.get(counts.counts_key(post.pk)), timeout=1.0)
     assert stats["reactions"]["love"] == 1
-    generation_before = redis_client.get(feeds.generation_key(fan.pk))
+    stamp_before = redis_client.get(feeds.stamp_key(fan.pk))
     Follow.objects.create(follower=fan, followee=author)
-    eventually(lambda: redis_client.get(feeds.generation_key(fan.pk)) != generation_before, timeout=1.0)
+    eventually(lambda: redis_client.get(feeds.stamp_key(fan.pk)) != stamp_before, timeout=1.0)
 
 
 def test_consumer_killed_mid_batch_is_reclaimed_by_another(
@@ -240,10 +240,10 @@ def test_consumer_killed_mid_batch_is_reclaimed_by_another(
 
 
 def _snapshot(client) -> dict:
-    """Every cache key's value, except streams and feed generations (random tokens)."""
+    """Every cache key's value, except streams and feed stamps (random tokens)."""
     state = {}
     for key in client.scan_iter(count=1000):
-        if key.startswith(b"themoon:") or key.endswith(b":generation"):
+        if key.startswith(b"themoon:") or key.endswith(b":stamp"):
             continue
         state[key] = client.get(key)
     return state

@@ -171,8 +171,8 @@ CACHE_FAILURE_BACKOFF_SECONDS = env_float("CACHE_FAILURE_BACKOFF_SECONDS", 1.0)
 # Cache-aside stampede protection: how long a loader's lease lasts, how long others wait for it.
 CACHE_LEASE_SECONDS = env_float("CACHE_LEASE_SECONDS", 5.0)
 CACHE_LEASE_WAIT_SECONDS = env_float("CACHE_LEASE_WAIT_SECONDS", 1.0)
-# How long a process trusts its copy of a namespace's version before asking Redis again.
-CACHE_NAMESPACE_VERSION_TTL_SECONDS = env_float("CACHE_NAMESPACE_VERSION_TTL_SECONDS", 1.0)
+# How long a process trusts its copy of a namespace's epoch before asking Redis again.
+CACHE_NAMESPACE_EPOCH_TTL_SECONDS = env_float("CACHE_NAMESPACE_EPOCH_TTL_SECONDS", 1.0)
 
 # --- Events and streams ---------------------------------------------------------------------
 EVENTS_STREAM_PREFIX = env_str("EVENTS_STREAM_PREFIX", "themoon:events")

@@ -1,11 +1,9 @@
 """A Redis lock so that two beats, or a run that overlaps the previous one, do the work once."""
 
 import contextlib
-import uuid
 from collections.abc import Iterator
 
-from core.caching import CacheKeyBuilder
-from core.caching.lua import RELEASE_LEASE
+from core.caching import CacheKeyBuilder, release_lease, take_lease
 from core.connections import cache_client
 
 _keys = CacheKeyBuilder("themoon")
@@ -13,13 +11,12 @@ _keys = CacheKeyBuilder("themoon")
 
 @contextlib.contextmanager
 def single_flight(name: str, ttl_seconds: float) -> Iterator[bool]:
-    """Yield True if this caller holds the lock `name` (for at most `ttl_seconds`), else False."""
+    """Yield True if this caller holds the lock `name` (a lease for at most `ttl_seconds`), else
+    False. Redis errors propagate: a beat task that cannot tell whether it may run does not run."""
     client = cache_client()
-    key = _keys.build("lock", name)
-    token = uuid.uuid4().hex.encode()
-    acquired = bool(client.set(key, token, nx=True, px=int(ttl_seconds * 1000)))
+    lease = take_lease(client, _keys.build("lock", name), seconds=ttl_seconds)
     try:
-        yield acquired
+        yield lease is not None
     finally:
-        if acquired:
-            RELEASE_LEASE(client, [key], [token])
+        if lease is not None:
+            release_lease(client, lease)

@@ -1,4 +1,4 @@
-"""One place that formats cache keys: `{namespace}:v{version}:{parts}`.
+"""One place that formats cache keys: `{namespace}:v{schema}:{parts}`.
 
 Parts are joined with ``:``. A `HashTag` part is rendered in braces (``{post:123}``) so that every key
 of one entity lands in one Redis Cluster slot; that is what lets a Lua script or MGET touch them together.
@@ -35,14 +35,15 @@ def _render(part: object) -> str:
 
 
 class CacheKeyBuilder:
-    """Builds versioned keys for one namespace. Bumping `version` orphans every old key at once."""
+    """Builds keys for one namespace and key schema. Changing `schema` (the code's key layout, with
+    the namespace's epoch once bumped: "1.3") orphans every old key at once."""
 
-    __slots__ = ("namespace", "prefix", "version")
+    __slots__ = ("namespace", "prefix", "schema")
 
-    def __init__(self, namespace: str, version: int | str = 1) -> None:
+    def __init__(self, namespace: str, schema: int | str = 1) -> None:
         self.namespace = _check(namespace)
-        self.version = _check(version)
-        self.prefix = f"{self.namespace}:v{self.version}:"
+        self.schema = _check(schema)
+        self.prefix = f"{self.namespace}:v{self.schema}:"
 
     def build(self, *parts: object) -> str:
         if not parts:
@@ -50,7 +51,7 @@ class CacheKeyBuilder:
         return self.prefix + _joined(parts)
 
     def pattern(self) -> str:
-        """A SCAN pattern matching every key of this namespace and version."""
+        """A SCAN pattern matching every key of this namespace and schema."""
         return self.prefix + "*"
 
 
@@ -62,5 +63,6 @@ def _joined(parts: tuple) -> str:
 
 
 def identity_key(key: str, key_prefix: str, version: int) -> str:
-    """django-redis KEY_FUNCTION: our keys are already namespaced and versioned, so add nothing."""
+    """django-redis KEY_FUNCTION (Django's signature): our keys already carry namespace and schema,
+    so add nothing."""
     return key

@@ -6,7 +6,7 @@ from typing import Any
 import redis
 
 from core.caching.keys import CacheKeyBuilder
-from core.caching.namespaces import generations
+from core.caching.namespaces import epochs
 from core.caching.strategies import stats
 from core.connections import cache_client
 
@@ -47,7 +47,7 @@ class CacheManager:
         }
 
     def clear_namespace(self, namespace: str) -> int:
-        """UNLINK every key of `namespace` (all versions), by SCAN: never KEYS. Returns the count.
+        """UNLINK every key of `namespace` (every schema and epoch), by SCAN: never KEYS. Returns the count.
         Raises ValueError for a namespace that is not a plain name (a glob would match others)."""
         CacheKeyBuilder(namespace)  # validates: letters, digits, '_', '.', '-'
         removed = 0
@@ -63,7 +63,7 @@ class CacheManager:
         return removed
 
     def bump_namespace(self, namespace: str) -> int:
-        """Invalidate a whole namespace in O(1): its keys move to a new generation. Returns it."""
-        generation = generations.bump(self.client, namespace)
-        logger.info("namespace %s bumped to generation %d", namespace, generation)
-        return generation
+        """Invalidate a whole namespace in O(1): its keys move to a new epoch. Returns the epoch."""
+        epoch = epochs.bump(self.client, namespace)
+        logger.info("namespace %s bumped to epoch %d", namespace, epoch)
+        return epoch

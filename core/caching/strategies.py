@@ -1,46 +1,55 @@
 """Cache strategies: the one door through which the apps read and write Redis as a cache.
 
-- `BaseCacheStrategy`: namespaced, versioned keys, JSON values, a TTL on every key, and graceful
-  degradation: with Redis down or slow, reads miss, writes are skipped, nothing raises into a request.
-- `WriteThroughCacheStrategy`: the DB first, then the cache, only once the transaction commits; plus
-  version-aware writes (an older version never overwrites a newer one) for the event handlers.
-- `CacheAsideStrategy`: miss -> load -> fill, with a lease in the key itself (memcache-style): the
+- `BaseCacheStrategy`: namespaced keys (schema + namespace epoch), JSON values, a TTL on every key,
+  and graceful degradation through a `GuardedRedis`: with Redis down or slow, reads miss, writes
+  are skipped, nothing raises into a request.
+- `WriteThroughCacheStrategy`: written from events after the database committed: version
+  compare-and-set (an older version never overwrites a newer one) and tombstones (a deleted row
+  never comes back).
+- `CacheAsideStrategy`: `get_or_load`: miss -> load -> fill under a lease in the key itself: the
   loader runs once for N concurrent misses, and a fill that raced a write is dropped, never stored.
 
+A cache that is both (a post's detail: filled on a miss, written through by events) inherits both.
 Methods that take a `pipe` queue commands on a pipeline the caller executes (the stream consumer):
 those never swallow errors, because an event must not be acknowledged if its effect failed.
 """
 
 import logging
 import threading
-import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis
-from django.conf import settings
-from django.db import transaction
 
-from core.caching.breaker import RedisBreaker, breaker
+from core.caching.breaker import RedisBreaker
+from core.caching.guarded import GuardedRedis
 from core.caching.keys import CacheKeyBuilder
-from core.caching.lua import FILL_IF_LEASED, RELEASE_LEASE, SET_IF_NEWER
-from core.caching.namespaces import generations
+from core.caching.leases import Lease, drop_if_holds, fill_leased, is_lease
+from core.caching.namespaces import NamespaceKeys
+from core.caching.read_through import ABSENT, LEASED, RETRY, UNAVAILABLE, fill_under_lease, read_through
+from core.caching.scripts import SET_IF_NEWER
 from core.caching.serializers import CorruptCacheValue, serializer
-from core.connections import cache_client
+from core.caching.ttl import ttl_ms
 from core.versions import FINAL_VERSION
 
 logger = logging.getLogger("core.caching")
 
 T = TypeVar("T")
-_MISSING = object()
-
-# A lease is stored in the key it guards. It is not JSON, so no reader can take it for a value.
-LEASE_PREFIX = b"\x00lease:"
 
 
-class _Stats:
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+"""What `decode` returns for an absent, leased or corrupt entry (a cached None is a value)."""
+
+
+class LookupStats:
     """Hits and misses per namespace since this process started (read by CacheManager.get_stats)."""
 
     def __init__(self) -> None:
@@ -66,7 +75,7 @@ class _Stats:
             self.misses.clear()
 
 
-stats = _Stats()
+stats = LookupStats()
 
 
 def is_tombstone(value: Any) -> bool:
@@ -78,98 +87,78 @@ def tombstone() -> dict[str, Any]:
 
 
 class BaseCacheStrategy:
-    """Namespaced JSON cache operations with a TTL on every key and graceful degradation."""
+    """Namespaced JSON cache operations with a TTL on every key and graceful degradation.
+
+    Subclasses set `namespace`, `schema` (the key layout's number: change it to orphan old keys)
+    and `default_ttl` (seconds).
+    """
 
     namespace: str = "default"
-    version: int = 1
+    schema: int = 1
     default_ttl: int = 300
 
     def __init__(self, client: redis.Redis | None = None, breaker_: RedisBreaker | None = None):
-        self._client = client
-        self._builders: dict[int, CacheKeyBuilder] = {}  # one per namespace generation seen
-        # A strategy aimed at its own Redis gets its own breaker: its failures are not ours.
-        self.breaker = breaker_ or (RedisBreaker() if client is not None else breaker)
+        self.guard = GuardedRedis(client, breaker_)
+        self.keys = NamespaceKeys(self.namespace, self.schema, self.guard)
 
     @property
     def client(self) -> redis.Redis:
-        return self._client if self._client is not None else cache_client()
+        return self.guard.client
+
+    @property
+    def breaker(self) -> RedisBreaker:
+        return self.guard.breaker
 
     # --- keys ------------------------------------------------------------------------------
 
     def key(self, *parts: object) -> str:
-        return self._builder().build(*parts)
+        return self.keys.build(*parts)
+
+    def key_builder(self) -> CacheKeyBuilder:
+        """The builder of the namespace's current epoch: build a batch of keys with one lookup."""
+        return self.keys.builder()
 
     def key_pattern(self, suffix: str = "*") -> str:
         """A SCAN pattern over this namespace's current keys: prefix + `suffix` (a glob)."""
-        return self._builder().prefix + suffix
-
-    def _builder(self) -> CacheKeyBuilder:
-        generation = generations.fresh(self.namespace)
-        if generation is None:
-            # Through the breaker, so a dead Redis costs one timeout per burst, not one here and one
-            # in the call; while it fails, keep the last generation known: 0 would revive
-            # bumped-away keys.
-            known = generations.last_known(self.namespace)
-            generation = self._call(
-                "generation", self.namespace, lambda: generations.get(self.client, self.namespace), known
-            )
-        builder = self._builders.get(generation)
-        if builder is None:
-            version = self.version if generation == 0 else f"{self.version}.{generation}"
-            builder = self._builders[generation] = CacheKeyBuilder(self.namespace, version)
-        return builder
+        return self.keys.pattern(suffix)
 
     def ttl_ms(self, ttl: int | None) -> int:
-        seconds = self.default_ttl if ttl is None else ttl
-        if seconds <= 0:
-            raise ValueError("Every cache key needs a positive TTL")
-        return int(seconds * 1000)
+        return ttl_ms(self.default_ttl if ttl is None else ttl)
 
-    # --- guarded calls -----------------------------------------------------------------------
+    # --- values and statistics -----------------------------------------------------------------
 
-    def _call(self, operation: str, key: str, fn: Callable[[], T], fallback: T) -> T:
-        """Run one Redis call; on a connection failure, log once per burst and return `fallback`."""
-        if not self.breaker.available():
-            return fallback
-        try:
-            result = fn()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self.breaker.failure(exc, operation, key)
-            return fallback
-        except redis.RedisError as exc:
-            logger.error("redis error: op=%s key=%s error=%s", operation, key, exc)
-            return fallback
-        self.breaker.success()
-        return result
-
-    def _decode(self, key: str, raw: bytes | None) -> Any:
-        """Bytes from Redis to a value, or _MISSING for absent, leased or corrupt entries."""
-        if raw is None or raw.startswith(LEASE_PREFIX):
-            return _MISSING
+    def decode(self, key: str, raw: bytes | None) -> Any:
+        """Bytes from Redis to a value, or MISSING for absent, leased or corrupt entries."""
+        if raw is None or is_lease(raw):
+            return MISSING
         try:
             return serializer.loads(raw)
         except CorruptCacheValue as exc:
             logger.warning("corrupt cache entry read as a miss: key=%s error=%s", key, exc)
-            return _MISSING
+            return MISSING
 
-    def _count(self, hits: int, misses: int) -> None:
+    def record_lookups(self, hits: int, misses: int) -> None:
+        """Count answers of this namespace (CacheManager.get_stats, /metrics)."""
         stats.record(self.namespace, hits, misses)
+
+    def record_lookup(self, hit: bool) -> None:
+        stats.record(self.namespace, 1 if hit else 0, 0 if hit else 1)
 
     # --- plain operations --------------------------------------------------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self._decode(key, self._call("get", key, lambda: self.client.get(key), None))
-        self._count(value is not _MISSING, value is _MISSING)
-        return default if value is _MISSING else value
+        value = self.decode(key, self.guard.call("get", key, lambda: self.client.get(key), None))
+        self.record_lookup(value is not MISSING)
+        return default if value is MISSING else value
 
     def set(self, key: str, value: Any, ttl: int | None = None) -> bool:
-        payload, ttl_ms = serializer.dumps(value), self.ttl_ms(ttl)
-        return bool(self._call("set", key, lambda: self.client.set(key, payload, px=ttl_ms), False))
+        payload, ttl_ms_ = serializer.dumps(value), self.ttl_ms(ttl)
+        return bool(self.guard.call("set", key, lambda: self.client.set(key, payload, px=ttl_ms_), False))
 
     def delete(self, *keys: str) -> int:
         if not keys:
             return 0
-        return int(self._call("delete", keys[0], lambda: self.client.unlink(*keys), 0))
+        return int(self.guard.call("delete", keys[0], lambda: self.client.unlink(*keys), 0))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The keys that are cached, with their values (absent keys are left out).
@@ -186,32 +175,32 @@ class BaseCacheStrategy:
                 pipe.get(key)
             return pipe.execute()
 
-        raws = self._call("get_many", keys[0], fetch, [None] * len(keys))
+        raws = self.guard.call("get_many", keys[0], fetch, [None] * len(keys))
         found = {}
         for key, raw in zip(keys, raws, strict=True):
-            value = self._decode(key, raw)
-            if value is not _MISSING:
+            value = self.decode(key, raw)
+            if value is not MISSING:
                 found[key] = value
-        self._count(len(found), len(keys) - len(found))
+        self.record_lookups(len(found), len(keys) - len(found))
         return found
 
     def set_many(self, mapping: Mapping[str, Any], ttl: int | None = None) -> bool:
         if not mapping:
             return True
-        ttl_ms = self.ttl_ms(ttl)
+        ttl_ms_ = self.ttl_ms(ttl)
 
         def store() -> bool:
             pipe = self.client.pipeline(transaction=False)
             for key, value in mapping.items():
-                pipe.set(key, serializer.dumps(value), px=ttl_ms)
+                pipe.set(key, serializer.dumps(value), px=ttl_ms_)
             return all(pipe.execute())
 
-        return bool(self._call("set_many", next(iter(mapping)), store, False))
+        return bool(self.guard.call("set_many", next(iter(mapping)), store, False))
 
     def get_or_set(self, key: str, default: Callable[[], Any] | Any, ttl: int | None = None) -> Any:
         """The cached value, or `default` (called if callable) stored and returned. No lease."""
-        value = self.get(key, _MISSING)
-        if value is not _MISSING:
+        value = self.get(key, MISSING)
+        if value is not MISSING:
             return value
         value = default() if callable(default) else default
         self.set(key, value, ttl)
@@ -219,7 +208,7 @@ class BaseCacheStrategy:
 
     def ttl(self, key: str) -> int:
         """Seconds left on `key` (-2 absent, -1 no expiry: a bug, every key has a TTL)."""
-        return int(self._call("ttl", key, lambda: self.client.ttl(key), -2))
+        return int(self.guard.call("ttl", key, lambda: self.client.ttl(key), -2))
 
     # --- pipelined, for event handlers (errors propagate) ---------------------------------------
 
@@ -231,24 +220,18 @@ class BaseCacheStrategy:
 
 
 class WriteThroughCacheStrategy(BaseCacheStrategy):
-    """Write the database first, then the cache, and only if the transaction commits."""
+    """Written from events once the database committed: version-aware, deletes leave tombstones.
 
-    def save_and_cache(
-        self, write: Callable[[], T], key: str, to_cache: Callable[[T], Any], ttl: int | None = None
-    ) -> T:
-        """Run `write()` in a transaction; once it commits, cache `to_cache(result)` under `key`.
-
-        A rollback (of the transaction or of an enclosing savepoint) leaves the cache untouched.
-        """
-        with transaction.atomic():
-            result = write()
-            transaction.on_commit(lambda: self.set_if_newer(key, to_cache(result), ttl))
-        return result
+    Values are dicts with a monotonic `version`; an older or equal version never replaces what
+    the cache holds, and a tombstone (FINAL_VERSION) is never replaced at all.
+    """
 
     def set_if_newer(self, key: str, value: dict[str, Any], ttl: int | None = None) -> bool:
         """Store `value` unless the cache holds the same or a newer `value["version"]`."""
         args = [serializer.dumps(value), int(value["version"]), self.ttl_ms(ttl)]
-        return bool(self._call("set_if_newer", key, lambda: SET_IF_NEWER(self.client, [key], args), False))
+        return bool(
+            self.guard.call("set_if_newer", key, lambda: SET_IF_NEWER(self.client, [key], args), False)
+        )
 
     def queue_set_if_newer(
         self, pipe: redis.client.Pipeline, key: str, value: dict[str, Any], ttl: int | None = None
@@ -261,7 +244,7 @@ class WriteThroughCacheStrategy(BaseCacheStrategy):
         self.queue_set_if_newer(pipe, key, tombstone(), ttl)
 
 
-class CacheAsideStrategy(WriteThroughCacheStrategy):
+class CacheAsideStrategy(BaseCacheStrategy):
     """Miss -> load -> fill, guarded by a lease so the loader runs once and stale fills are dropped."""
 
     def get_or_load(self, key: str, loader: Callable[[], T], ttl: int | None = None) -> T:
@@ -272,48 +255,26 @@ class CacheAsideStrategy(WriteThroughCacheStrategy):
         the fill is dropped (the loaded value may predate that write), but still returned.
         A tombstone reads as None.
         """
-        deadline = None
-        while True:
-            raw = self._call("get", key, lambda: self.client.get(key), _MISSING)
-            if raw is _MISSING:  # Redis unavailable: the source answers alone.
-                self._count(0, 1)
-                return loader()
-            value = self._decode(key, raw)
-            if value is not _MISSING:
-                self._count(1, 0)
+        guard, client = self.guard, self.client
+
+        def read() -> Any:
+            raw = guard.call("get", key, lambda: client.get(key), UNAVAILABLE)
+            if raw is UNAVAILABLE or raw is None:
+                return ABSENT if raw is None else UNAVAILABLE
+            if is_lease(raw):
+                return LEASED
+            value = self.decode(key, raw)
+            if value is not MISSING:
                 return None if is_tombstone(value) else value
-            if raw is None:
-                lease = LEASE_PREFIX + uuid.uuid4().hex.encode()
-                if self._take_lease(key, lease):
-                    self._count(0, 1)
-                    return self._load_and_fill(key, lease, loader, ttl)
-            elif not raw.startswith(LEASE_PREFIX) and self._drop_corrupt(key, raw):
-                continue  # the corrupt bytes were a miss, not a lease to wait for: take the lease now
-            # Another process holds the lease: wait for its value, a bounded while.
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + settings.CACHE_LEASE_WAIT_SECONDS
-            if now >= deadline:
-                self._count(0, 1)
-                return loader()
-            time.sleep(0.005)
+            # Corrupt (already logged): a miss, not a lease to wait for. Drop it unless it was
+            # rewritten meanwhile, then read again (and take the lease).
+            dropped = guard.call("drop_corrupt", key, lambda: drop_if_holds(client, key, raw), False)
+            return RETRY if dropped else LEASED
 
-    def _drop_corrupt(self, key: str, raw: bytes) -> bool:
-        """Delete `raw` (undecodable, already logged) from `key` unless it was rewritten meanwhile."""
-        return bool(self._call("drop_corrupt", key, lambda: RELEASE_LEASE(self.client, [key], [raw]), 0))
+        def store(lease: Lease, value: T) -> None:
+            payload = serializer.dumps(value)
+            guard.call("fill", key, lambda: fill_leased(client, lease, payload, self.ttl_ms(ttl)), False)
 
-    def _take_lease(self, key: str, lease: bytes) -> bool:
-        lease_ms = int(settings.CACHE_LEASE_SECONDS * 1000)
-        return bool(
-            self._call("lease", key, lambda: self.client.set(key, lease, nx=True, px=lease_ms), False)
+        return read_through(
+            read, lambda: fill_under_lease(guard, key, loader, store), loader, self.record_lookup
         )
-
-    def _load_and_fill(self, key: str, lease: bytes, loader: Callable[[], T], ttl: int | None) -> T:
-        try:
-            value = loader()
-        except BaseException:
-            self._call("release", key, lambda: RELEASE_LEASE(self.client, [key], [lease]), 0)
-            raise
-        args = [lease, serializer.dumps(value), self.ttl_ms(ttl)]
-        self._call("fill", key, lambda: FILL_IF_LEASED(self.client, [key], args), 0)
-        return value

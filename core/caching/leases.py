@@ -1,0 +1,63 @@
+"""The one lease: a token written with SET NX PX, released by compare-and-delete, expiring on its own.
+
+A lease is stored either in the key it guards (a cache-aside fill: the token sits where the value
+will go, so any write or delete meanwhile replaces it and voids the fill) or in a key of its own (a
+lock: a feed page's fill, a beat task's single flight). Its token starts with `LEASE_PREFIX`, which
+is not JSON, so no reader can take a lease for a value (`is_lease`).
+
+These functions raise Redis errors; callers on a request path run them through a `GuardedRedis`.
+"""
+
+import uuid
+from typing import NamedTuple
+
+import redis
+from django.conf import settings
+
+from core.caching.scripts import FILL_IF_LEASED, RELEASE_IF_HOLDS
+from core.caching.ttl import ttl_ms
+
+LEASE_PREFIX = b"\x00lease:"
+
+
+class Lease(NamedTuple):
+    """A lease we hold: the key it lives in and our token there."""
+
+    key: str
+    token: bytes
+
+
+def new_token() -> bytes:
+    """A fresh, unique lease token."""
+    return LEASE_PREFIX + uuid.uuid4().hex.encode()
+
+
+def is_lease(raw: bytes | None) -> bool:
+    """True when bytes read from Redis are a lease (someone is filling), not a value."""
+    return raw is not None and raw.startswith(LEASE_PREFIX)
+
+
+def take_lease(
+    client: redis.Redis, key: str, seconds: float | None = None, token: bytes | None = None
+) -> Lease | None:
+    """The lease on `key` (for `seconds`, CACHE_LEASE_SECONDS by default), or None if the key is
+    taken (someone else's lease, or a value)."""
+    lease = Lease(key, token or new_token())
+    ms = ttl_ms(settings.CACHE_LEASE_SECONDS if seconds is None else seconds)
+    return lease if client.set(key, lease.token, nx=True, px=ms) else None
+
+
+def release_lease(client: redis.Redis, lease: Lease) -> bool:
+    """Drop `lease` if it is still ours (never someone else's lease or a value written since)."""
+    return bool(RELEASE_IF_HOLDS(client, [lease.key], [lease.token]))
+
+
+def fill_leased(client: redis.Redis, lease: Lease, payload: bytes, ttl_milliseconds: int) -> bool:
+    """Replace our lease in its key by `payload`, only while the lease is still there: a write or
+    delete since we took it wins (the loaded value may predate it). True if filled."""
+    return bool(FILL_IF_LEASED(client, [lease.key], [lease.token, payload, ttl_milliseconds]))
+
+
+def drop_if_holds(client: redis.Redis, key: str, raw: bytes) -> bool:
+    """Delete `key` if it still holds exactly `raw` (e.g. bytes judged corrupt), else leave it."""
+    return bool(RELEASE_IF_HOLDS(client, [key], [raw]))
