@@ -13,9 +13,6 @@ PACKAGES = ("core", "feed", "chat", "workers", "ops", "accounts", "themoon")
 APPS = ("feed", "chat", "workers", "accounts")
 # Being removed on another branch (chat/selectors.py -> chat/queries.py, issue 10 item 9). Delete the
 # entry when that lands: test_known_cycles_are_still_cycles fails until you do.
-KNOWN_CYCLES = [["chat.cache", "chat.selectors"]]
-
-
 def _modules() -> dict[str, Path]:
     modules = {}
     for package in PACKAGES:
@@ -94,12 +91,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_non_test_code_has_no_import_cycle():
-    assert [cycle for cycle in _cycles(_graph()) if cycle not in KNOWN_CYCLES] == []
-
-
-def test_known_cycles_are_still_cycles():
-    cycles = _cycles(_graph())
-    assert [cycle for cycle in KNOWN_CYCLES if cycle not in cycles] == []
+    assert _cycles(_graph()) == []
 
 
 def test_the_cycle_finder_finds_a_lazy_cycle():
