@@ -16,6 +16,7 @@ from ninja.errors import HttpError
 from chat import selectors, services
 from chat.cache import CAP
 from chat.payloads import message_payload
+from core.validation import StorableText
 from feed.auth import api_auth
 
 router = Router(tags=["chat"], auth=api_auth)
@@ -52,11 +53,11 @@ class ConversationOut(Schema):
 
 class ConversationIn(Schema):
     participant_ids: list[Id] = Field(min_length=1)
-    title: str = Field("", max_length=120)
+    title: StorableText = Field("", max_length=120)
 
 
 class MessageIn(Schema):
-    body: str
+    body: StorableText
 
 
 class ReadIn(Schema):

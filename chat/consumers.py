@@ -23,6 +23,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from chat import selectors, services
 from chat.cache import ConversationMessagesCache, OnlineStatusCache, TypingIndicatorCache
 from chat.payloads import message_payload
+from core.validation import storable_text
 from feed.auth import user_for_token
 
 logger = logging.getLogger("chat.consumers")
@@ -112,8 +113,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         try:
             frame = orjson.loads(text_data)
-        except orjson.JSONDecodeError:
-            await self.send_error("invalid JSON")
+        except orjson.JSONDecodeError as exc:  # a lone surrogate, escaped or not, lands here too
+            await self.send_error(f"invalid JSON: {str(exc)[:120]}")
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.send_error('a frame is a JSON object with a string "type"')
@@ -131,7 +132,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_message(self, frame: dict[str, Any]) -> None:
         try:
-            body = services.validate_body(frame.get("body"))
+            # The same text rule as every HTTP schema: NUL or a lone surrogate is the client's error.
+            body = storable_text(services.validate_body(frame.get("body")))
+        except ValueError as exc:  # InvalidChatInput is one
+            await self.send_error(str(exc))
+            return
+        try:
             message = await off_loop(services.send_message)(self.user, self.conversation_id, body)
         except services.InvalidChatInput as exc:
             await self.send_error(str(exc))

@@ -1,12 +1,12 @@
 """Request and response shapes of the feed API (validated by pydantic, documented in OpenAPI)."""
 
 from datetime import datetime
-from typing import Annotated
 
 from django.conf import settings
 from ninja import Schema
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import Field
 
+from core.validation import text_field
 from feed.models import Reaction
 
 # Database ids are signed 64-bit: a larger number in a path is a 422, not a database error.
@@ -14,24 +14,9 @@ MAX_ID = 2**63 - 1
 MAX_FEED_PAGE = 1000
 
 
-def _storable(text: str) -> str:
-    """Refuse what PostgreSQL text can't hold (NUL) and what UTF-8 can't encode (lone surrogates)."""
-    if "\x00" in text:
-        raise ValueError("text must not contain NUL characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("text must be valid Unicode") from exc
-    return text
-
-
-Body = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.POST_BODY_MAX_LENGTH),
-    AfterValidator(_storable),
-]
-Username = Annotated[str, StringConstraints(min_length=1, max_length=150), AfterValidator(_storable)]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_storable)]
+Body = text_field(strip_whitespace=True, min_length=1, max_length=settings.POST_BODY_MAX_LENGTH)
+Username = text_field(min_length=1, max_length=150)
+Password = text_field(min_length=1, max_length=256)
 
 
 class Message(Schema):

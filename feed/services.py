@@ -10,6 +10,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from core.validation import validate_new_username
 from feed.models import AppUser, Comment, Follow, Post, Reaction
 from feed.popularity import COMMENT, REACTION, tracker
 
@@ -41,6 +42,7 @@ def register_user(username: str, password: str) -> AppUser:
     """Create an account. Raises InvalidInput (bad username or weak password) or Conflict (taken)."""
     user = AppUser(username=username)
     try:
+        validate_new_username(username)
         AppUser.username_validator(username)
         validate_password(password, user)
     except ValidationError as exc:
