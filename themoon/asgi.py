@@ -25,11 +25,22 @@ from themoon.debug_guard import refuse_debug_on_public_bind, uvicorn_bind_host  
 
 refuse_debug_on_public_bind(settings.DEBUG, uvicorn_bind_host(sys.argv, os.environ))
 
+
+class ExactOriginValidator(OriginValidator):
+    """Channels' check, given full origins (scheme://host:port) only: it then compares scheme, host
+    and port. A malformed Origin (`http://host:80x`) is refused instead of raising ValueError."""
+
+    def valid_origin(self, parsed_origin) -> bool:
+        try:
+            return super().valid_origin(parsed_origin)
+        except ValueError:
+            return False
+
+
 application = ProtocolTypeRouter(
     {
         "http": asgi_body_limit(django_asgi_app),
-        # Full origins (scheme://host:port) only: channels then compares scheme, host and port.
-        "websocket": OriginValidator(
+        "websocket": ExactOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.WEBSOCKET_ALLOWED_ORIGINS
         ),
     }
