@@ -4,7 +4,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_DEBUG=false
 
 WORKDIR /app
 
@@ -19,4 +20,5 @@ RUN mkdir -p .run && chown app:app .run
 
 USER app
 EXPOSE 8000
-CMD ["uvicorn", "themoon.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off"]
+CMD ["uvicorn", "themoon.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", \
+     "--timeout-keep-alive", "5", "--limit-concurrency", "1000", "--ws-max-size", "1048576", "--no-server-header"]

@@ -55,6 +55,8 @@ redis:
 run: venv redis
 	mkdir -p .run
 	export PYTHONUNBUFFERED=1
+	# A developer's machine: debug pages on (loopback only; see the README's security section).
+	export DJANGO_DEBUG="$${DJANGO_DEBUG:-true}"
 	$(PY) manage.py migrate --noinput
 	rc=0; $(PY) manage.py shell --verbosity 0 -c "$(HAS_USERS)" || rc=$$?
 	case $$rc in

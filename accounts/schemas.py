@@ -1,14 +1,11 @@
 """Request and response shapes of the auth routes (validated by pydantic, documented in OpenAPI)."""
 
-from typing import Annotated
-
 from ninja import Schema
-from pydantic import AfterValidator, StringConstraints
 
-from core.schemas import storable_text
+from core.validation import text_field
 
-Username = Annotated[str, StringConstraints(min_length=1, max_length=150), AfterValidator(storable_text)]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(storable_text)]
+Username = text_field(min_length=1, max_length=150)
+Password = text_field(min_length=1, max_length=256)
 
 
 class Credentials(Schema):

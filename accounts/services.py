@@ -6,12 +6,14 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import AppUser
 from core.errors import Conflict, InvalidInput
+from core.validation import validate_new_username
 
 
 def register_user(username: str, password: str) -> AppUser:
     """Create an account. Raises InvalidInput (bad username or weak password) or Conflict (taken)."""
     user = AppUser(username=username)
     try:
+        validate_new_username(username)
         AppUser.username_validator(username)
         validate_password(password, user)
     except ValidationError as exc:

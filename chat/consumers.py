@@ -113,8 +113,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         try:
             frame = orjson.loads(text_data)
-        except orjson.JSONDecodeError:
-            await self.send_error("invalid JSON")
+        except orjson.JSONDecodeError as exc:  # a lone surrogate, escaped or not, lands here too
+            await self.send_error(f"invalid JSON: {str(exc)[:120]}")
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.send_error('a frame is a JSON object with a string "type"')

@@ -5,6 +5,8 @@ from typing import Annotated
 
 from ninja import Field, Path, Schema
 
+from core.validation import StorableText
+
 # Ids are positive 64-bit integers: anything else is a 422, never a database error.
 MAX_ID = 2**63 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
@@ -38,11 +40,11 @@ class ConversationOut(Schema):
 
 class ConversationIn(Schema):
     participant_ids: list[Id] = Field(min_length=1)
-    title: str = Field("", max_length=120)
+    title: StorableText = Field("", max_length=120)
 
 
 class MessageIn(Schema):
-    body: str
+    body: StorableText
 
 
 class ReadIn(Schema):

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from chat.models import Conversation, Message, Participant
 from core.errors import InvalidInput, NotFound
+from core.validation import storable_text
 
 MAX_PARTICIPANTS = 100
 
@@ -32,7 +33,10 @@ def validate_body(body: object) -> str:
         raise InvalidChatInput("a message needs a non-empty body")
     if len(body) > settings.CHAT_MESSAGE_MAX_LENGTH:
         raise InvalidChatInput(f"a message body is at most {settings.CHAT_MESSAGE_MAX_LENGTH} characters")
-    return body
+    try:
+        return storable_text(body)  # the rule every HTTP text field has (NUL, lone surrogates)
+    except ValueError as exc:
+        raise InvalidChatInput(str(exc)) from None
 
 
 def _membership(conversation_id: int, user_id: int) -> Participant:

@@ -1,13 +1,12 @@
 """Request and response shapes of the feed API (validated by pydantic, documented in OpenAPI)."""
 
 from datetime import datetime
-from typing import Annotated
 
 from django.conf import settings
 from ninja import Schema
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import Field
 
-from core.schemas import storable_text
+from core.validation import text_field
 from feed.models import Reaction
 
 # Database ids are signed 64-bit: a larger number in a path is a 422, not a database error.
@@ -15,11 +14,7 @@ MAX_ID = 2**63 - 1
 MAX_FEED_PAGE = 1000
 
 
-Body = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.POST_BODY_MAX_LENGTH),
-    AfterValidator(storable_text),
-]
+Body = text_field(strip_whitespace=True, min_length=1, max_length=settings.POST_BODY_MAX_LENGTH)
 
 # --- posts ------------------------------------------------------------------------------------
 

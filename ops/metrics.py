@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from core.caching import stats
 from core.connections import cache_client
 from core.events import all_streams, dead_letter_stream, outbox_backlog
+from ops.access import ops_only
 
 
 class CacheCollector:
@@ -72,6 +73,7 @@ def register_collectors() -> None:
         _registered = True
 
 
+@ops_only
 def metrics_view(request: HttpRequest) -> HttpResponse:
     register_collectors()
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

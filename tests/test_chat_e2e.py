@@ -45,6 +45,7 @@ def asgi_server(transactional_db):
         # Only the worker updates the cache: the test proves the pipeline, not the shortcut.
         "EVENTS_APPLY_ON_COMMIT": "false",
         "DATABASE_CONN_MAX_AGE": "0",
+        "WEBSOCKET_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
     }
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     command = [sys.executable, "-m", "uvicorn", "themoon.asgi:application", "--host", "127.0.0.1"]

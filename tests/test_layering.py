@@ -11,6 +11,8 @@ from django.core import checks
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("core", "feed", "chat", "workers", "ops", "accounts", "themoon")
 APPS = ("feed", "chat", "workers", "accounts")
+
+
 # Being removed on another branch (chat/selectors.py -> chat/queries.py, issue 10 item 9). Delete the
 # entry when that lands: test_known_cycles_are_still_cycles fails until you do.
 def _modules() -> dict[str, Path]:

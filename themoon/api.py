@@ -10,10 +10,12 @@ from ninja import NinjaAPI
 from accounts.api import router as accounts_router
 from chat.api import router as chat_router
 from core.errors import ServiceError
+from core.http import require_json_bodies
 from feed.api import router as feed_router
 from ops.api import router as ops_router
 
 api = NinjaAPI(title="themoon", version="1.0", urls_namespace="api")
+require_json_bodies(api)  # 415 for a body that is not application/json (login CSRF)
 api.add_router("/", ops_router)
 api.add_router("/", accounts_router)
 api.add_router("/", feed_router)

@@ -1,6 +1,12 @@
-"""ASGI entry point: HTTP (Django) and WebSockets (Channels) from one process."""
+"""ASGI entry point: HTTP (Django) and WebSockets (Channels) from one process.
+
+HTTP bodies over REQUEST_BODY_MAX_BYTES get a 413 before Django reads them; a WebSocket opens only
+from an Origin in WEBSOCKET_ALLOWED_ORIGINS (scheme, host and port). With DJANGO_DEBUG on, loading
+refuses a non-loopback bind (themoon/debug_guard.py).
+"""
 
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -10,13 +16,32 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from core.http import asgi_body_limit  # noqa: E402
+from themoon.debug_guard import refuse_debug_on_public_bind, uvicorn_bind_host  # noqa: E402
+
+refuse_debug_on_public_bind(settings.DEBUG, uvicorn_bind_host(sys.argv, os.environ))
+
+
+class ExactOriginValidator(OriginValidator):
+    """Channels' check, given full origins (scheme://host:port) only: it then compares scheme, host
+    and port. A malformed Origin (`http://host:80x`) is refused instead of raising ValueError."""
+
+    def valid_origin(self, parsed_origin) -> bool:
+        try:
+            return super().valid_origin(parsed_origin)
+        except ValueError:
+            return False
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "http": asgi_body_limit(django_asgi_app),
+        "websocket": ExactOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.WEBSOCKET_ALLOWED_ORIGINS
+        ),
     }
 )

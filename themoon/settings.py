@@ -9,6 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
 
+from themoon.debug_guard import is_local_host, refuse_debug_with_public_hosts
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -43,12 +45,37 @@ def redis_db_url(url: str, db: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless a developer asks (`make run` does); on together with a non-local host it refuses to load.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 # The local default is only for a developer machine; production must set DJANGO_SECRET_KEY.
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "themoon-local-development-key-not-for-production")
 if not DEBUG and SECRET_KEY.startswith("themoon-local-"):
     raise RuntimeError("Set DJANGO_SECRET_KEY when DJANGO_DEBUG is off.")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+refuse_debug_with_public_hosts(DEBUG, ALLOWED_HOSTS)
+
+# Browser origins allowed to open a WebSocket: scheme, host AND port must match one entry exactly.
+# Default: http://<host>:<PORT> for local hosts, https://<host> for the others (behind a TLS proxy).
+WEB_PORT = env_int("PORT", 8000)
+WEBSOCKET_ALLOWED_ORIGINS = env_list(
+    "WEBSOCKET_ALLOWED_ORIGINS",
+    ",".join(
+        f"http://{host}:{WEB_PORT}" if is_local_host(host) else f"https://{host}"
+        for host in ALLOWED_HOSTS
+        if "*" not in host and not host.startswith(".")
+    ),
+)
+for _origin in WEBSOCKET_ALLOWED_ORIGINS:
+    # An entry without a scheme would match any port of its host (channels' OriginValidator).
+    if "://" not in _origin:
+        raise RuntimeError(f"WEBSOCKET_ALLOWED_ORIGINS entries are scheme://host[:port], not {_origin!r}")
+
+# /metrics and the detailed /api/health: a bearer secret, or (unset) loopback only (ops/access.py).
+OPS_TOKEN = env_str("OPS_TOKEN", "")
+# Bodies larger than this answer 413 before they are read (core/http.py).
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 1_048_576)
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
+CSRF_FAILURE_VIEW = "core.http.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -67,6 +94,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.http.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

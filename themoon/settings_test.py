@@ -8,6 +8,10 @@ import os
 
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
+# Debug is off by default, and then the settings want a real secret key.
+os.environ.setdefault("DJANGO_SECRET_KEY", "themoon-test-key-not-for-production")
+# The Origin the WebSocket tests send (Django's test host).
+os.environ.setdefault("WEBSOCKET_ALLOWED_ORIGINS", "http://testserver")
 
 from themoon.settings import *  # noqa: F403
 

@@ -9,3 +9,9 @@ urlpatterns = [
     path("api/", api.urls),
     path("metrics", metrics_view, name="metrics"),
 ]
+
+# Errors are JSON without internals, for /api/ and every other path (core/http.py).
+handler400 = "core.http.bad_request"
+handler403 = "core.http.permission_denied"
+handler404 = "core.http.page_not_found"
+handler500 = "core.http.server_error"
