@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import redis
@@ -29,100 +28,10 @@ from core.events.streams import EVENT_FIELD
 from feed import events
 from feed.models import Follow
 from tests.polling import eventually
-from tests.subprocesses import database_url
+from tests.subprocesses import ROOT, PrivateRedis, Processes, database_url
 
-ROOT = Path(__file__).resolve().parent.parent
 # 20,000 operations take a few minutes on two cores: more than the suite's default per-test timeout.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
-
-
-class PrivateRedis:
-    """A redis-server of our own on a free port, which this test may restart at will."""
-
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port, self.workdir = port, workdir
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        eventually(self._answers, timeout=10)
-
-    def _answers(self) -> bool:
-        try:
-            return redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-        except redis.RedisError:
-            return False
-
-    def restart(self) -> None:
-        self.stop()
-        time.sleep(1.0)  # a real outage: writers fall back to the outbox meanwhile
-        self.start()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=5)
-
-
-class Processes:
-    def __init__(self, env: dict, logs: Path) -> None:
-        self.env, self.logs = env, logs
-        self.running: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        log = (self.logs / f"{name}.log").open("w")
-        process = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True
-        )
-        self.running[name] = process
-        return process
-
-    def worker(self, name: str) -> subprocess.Popen:
-        return self.start(
-            name,
-            "-m",
-            "celery",
-            "-A",
-            "themoon",
-            "worker",
-            "--pool",
-            "solo",
-            "-n",
-            f"{name}@chaos",
-            "--loglevel",
-            "INFO",
-        )
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text()
-
-    def stop_all(self) -> None:
-        for process in self.running.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.running.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def _seed_world(users: int = 40, conversations: int = 12) -> None:

@@ -238,15 +238,51 @@ WARM_FEED_PAGE_SIZE = env_int("WARM_FEED_PAGE_SIZE", 20)
 WARM_RECENT_POSTS = env_int("WARM_RECENT_POSTS", 50_000)
 
 # --- Celery ---------------------------------------------------------------------------------
+# The broker: Redis (the default, another database of REDIS_URL's server) or RabbitMQ where a
+# deployment has one (CELERY_BROKER_URL=amqp://user:password@host:5672/vhost). Either way the worker
+# must outlive broker outages: it reconnects forever (no retry budget to exhaust), with bounded
+# socket timeouts and health checks so a dead or half-open connection is noticed and replaced.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", redis_db_url(REDIS_URL, 1))
-CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+_BROKER_IS_REDIS = CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://"))
+# Results live in Redis (RabbitMQ keeps no results): the broker's own server when that is Redis.
+CELERY_RESULT_BACKEND = env_str(
+    "CELERY_RESULT_BACKEND", CELERY_BROKER_URL if _BROKER_IS_REDIS else redis_db_url(REDIS_URL, 1)
+)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# None: retry forever. Celery's default (100 attempts, 2 s apart growing to 30 s) ends the worker
+# after a long enough outage.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = env_int("CELERY_BROKER_CONNECTION_MAX_RETRIES", 0) or None
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 4.0)
+# AMQP heartbeats: a silent RabbitMQ connection is declared dead after about twice this.
+CELERY_BROKER_HEARTBEAT = env_int("CELERY_BROKER_HEARTBEAT", 30)
+# With acks_late, a task still running when the broker connection drops cannot be acknowledged on
+# the new connection and is delivered again: stop it (tasks are idempotent) rather than run it twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+        # Above BRPOP's own 1 s timeout, so an idle wait is never mistaken for a dead server.
+        "socket_timeout": env_float("CELERY_BROKER_SOCKET_TIMEOUT", 10.0),
+        "socket_keepalive": True,
+        "health_check_interval": env_int("CELERY_BROKER_HEALTH_CHECK_SECONDS", 10),
+        # No transparent replay of a timed-out command: the worker's reconnect loop handles it.
+        "retry_on_timeout": False,
+    }
+    if _BROKER_IS_REDIS
+    else {}
+)
+# The result backend (Redis): reconnect on errors instead of failing the task that stores a result.
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = env_int("CELERY_RESULT_BACKEND_MAX_RETRIES", 10)
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = CELERY_BROKER_CONNECTION_TIMEOUT
+CELERY_REDIS_SOCKET_TIMEOUT = env_float("CELERY_BROKER_SOCKET_TIMEOUT", 10.0)
 
 BEAT_OUTBOX_RELAY_SECONDS = env_float("BEAT_OUTBOX_RELAY_SECONDS", 5.0)
 BEAT_STREAM_TRIM_SECONDS = env_float("BEAT_STREAM_TRIM_SECONDS", 60.0)
