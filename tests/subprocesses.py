@@ -101,7 +101,8 @@ class Processes:
         return process
 
     def worker(self, name: str, *options: str, host: str = "chaos") -> subprocess.Popen:
-        """`celery -A themoon worker` (solo pool unless `options` say otherwise), node `name@host`."""
+        """`celery -A themoon worker` as the Procfile runs it (without gossip and mingle), solo pool
+        unless `options` say otherwise, node `name@host`."""
         pool = () if any(o.startswith(("--pool", "--concurrency")) for o in options) else ("--pool", "solo")
         return self.start(
             name,
@@ -110,6 +111,8 @@ class Processes:
             "-A",
             "themoon",
             "worker",
+            "--without-gossip",
+            "--without-mingle",
             *pool,
             "-n",
             f"{name}@{host}",
