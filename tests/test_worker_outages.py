@@ -21,7 +21,8 @@ import uuid
 import pytest
 from celery import Celery
 
-from feed.models import AppUser, Follow
+from accounts.models import AppUser
+from feed.models import Follow
 from tests.polling import eventually
 from tests.subprocesses import ROOT, PrivateRedis, Processes, database_url
 
@@ -38,7 +39,8 @@ WRITER = """
 import os, sys, time
 import django
 django.setup()
-from feed.models import AppUser, Post
+from accounts.models import AppUser
+from feed.models import Post
 author = AppUser.objects.get(username="outage-author")
 n = 0
 while not os.path.exists(sys.argv[1]):
