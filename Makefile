@@ -37,13 +37,13 @@ lock:
 	$(PYTHON) -m venv "$$tmp/venv"
 	pip="$$tmp/venv/bin/python -m pip --disable-pip-version-check"
 	$$pip install --quiet -r requirements.in
-	$$pip freeze --exclude-editable | LC_ALL=C sort -f > "$$tmp/runtime"
+	$$pip freeze --exclude-editable | LC_ALL=C sort -f -t= -k1,1 > "$$tmp/runtime"
 	$$pip install --quiet -r requirements-dev.in
-	$$pip freeze --exclude-editable | LC_ALL=C sort -f > "$$tmp/all"
+	$$pip freeze --exclude-editable > "$$tmp/all"
 	{ echo "# The product's lock, generated from requirements.in by \`make lock\`: do not edit by hand."
 	  cat "$$tmp/runtime"; } > requirements.txt
 	{ echo "# The development lock (tests, benches, lint), generated from requirements-dev.in by \`make lock\`."
-	  echo "-r requirements.txt"; LC_ALL=C comm -23 <(LC_ALL=C sort "$$tmp/all") <(LC_ALL=C sort "$$tmp/runtime") | LC_ALL=C sort -f; } \
+	  echo "-r requirements.txt"; LC_ALL=C comm -23 <(LC_ALL=C sort "$$tmp/all") <(LC_ALL=C sort "$$tmp/runtime") | LC_ALL=C sort -f -t= -k1,1; } \
 	  > requirements-dev.txt
 
 # Use the Redis at REDIS_URL if it answers; otherwise start a throwaway local one (no persistence).
