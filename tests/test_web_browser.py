@@ -231,3 +231,28 @@ def test_two_users_follow_chat_live_and_see_each_others_posts(web_server, pipeli
                 assert visitor.problems == [], (visitor.name, visitor.problems)
         finally:
             browser.close()
+
+
+def test_a_long_conversation_shows_its_window_then_older_pages(web_server, pipeline_worker):
+    from chat.testing import make_conversation, make_message
+
+    ann, bob = make_user("ann"), make_user("bob")
+    conversation = make_conversation(ann, bob)
+    for number in range(1, 56):
+        make_message(conversation, bob if number % 2 else ann, f"line {number}")
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            a = Visitor(browser, web_server, "ann")
+            a.log_in()
+            a.page.goto(f"/chat/{conversation.pk}")
+            texts = a.page.locator("#messages .text")
+            expect(texts).to_have_count(50)  # the cached window
+            expect(texts.first).to_have_text("line 6")
+            a.page.click("#chat-older")
+            expect(texts).to_have_text([f"line {number}" for number in range(1, 56)])
+            expect(a.page.locator("#chat-older")).to_be_hidden()
+            assert a.problems == []
+            a.page.goto("/chat")  # leave the socket's page: the server then stops without waiting for it
+        finally:
+            browser.close()

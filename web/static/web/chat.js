@@ -21,7 +21,8 @@
   let socket = null;
   let retryMs = 500;
   let lastTypingSent = 0;
-  let nextBefore = null;
+  let nextCursor = null;
+  let cursorParam = "before";
 
   function messageItem(message) {
     names.set(message.sender_id, message.sender);
@@ -60,9 +61,9 @@
   const frames = {
     history(frame) {
       for (const message of frame.messages) addMessage(message);
-      if (frame.messages.length) {
-        nextBefore = frame.messages[0].id;
-        older.hidden = false;
+      if (frame.messages.length && older.dataset.ready !== "yes") {
+        older.dataset.ready = "yes";
+        firstPage().catch(showError);
         api("POST", `/conversations/${conversationId}/read`, {}).catch(() => {});
       }
     },
@@ -148,15 +149,27 @@
       lastTypingSent = now;
     }
   });
+  /* The cursor for older pages comes from the API's own first page (an opaque `next`, or today's
+     `next_before`), never computed here. */
+  function remember(page) {
+    cursorParam = "next" in page ? "cursor" : "before";
+    nextCursor = page.next ?? page.next_before ?? null;
+    older.hidden = nextCursor === null;
+  }
+
+  async function firstPage() {
+    remember(await api("GET", `/conversations/${conversationId}/messages`));
+  }
+
   older.addEventListener("click", async () => {
     try {
-      const page = await api("GET", `/conversations/${conversationId}/messages?before=${nextBefore}`);
+      const query = `?${cursorParam}=${encodeURIComponent(nextCursor)}`;
+      const page = await api("GET", `/conversations/${conversationId}/messages${query}`);
       const first = list.firstChild;
-      for (const message of page.messages) {
+      for (const message of page.messages || page.items || []) {
         if (!list.querySelector(`[data-message-id="${message.id}"]`)) list.insertBefore(messageItem(message), first);
       }
-      nextBefore = page.next_before ?? null;
-      older.hidden = nextBefore === null;
+      remember(page);
     } catch (error) {
       showError(error);
     }

@@ -27,7 +27,8 @@
   async function loadComments(card, postId, cursor) {
     const list = card.querySelector(".comments");
     const more = card.querySelector(".comments-more");
-    const page = await api("GET", `/posts/${postId}/comments?cursor=${cursor || 0}`);
+    const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
+    const page = await api("GET", `/posts/${postId}/comments${query}`);
     for (const comment of page.items) list.append(commentItem(comment));
     const next = page.next ?? page.next_cursor;  // one cursor name across the API is coming
     more.hidden = next === null || next === undefined;
