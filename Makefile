@@ -14,15 +14,37 @@ PYTEST_ARGS ?=
 # Exit 0 when the database already has users, 3 when it has none (anything else is an error).
 HAS_USERS := import sys; from django.contrib.auth import get_user_model; sys.exit(0 if get_user_model().objects.exists() else 3)
 
-.PHONY: venv redis run test lint bench
+.PHONY: venv venv-dev redis run test lint bench lock
 
+# The product's packages only (requirements.txt): what `make run` needs.
 venv: $(VENV)/.installed
+# Those plus tests, benches and lint (requirements-dev.txt): `make test`, `make bench`, CI.
+venv-dev: $(VENV)/.installed-dev
 
-# Reinstall only when requirements.txt is newer than the stamp.
+# Reinstall only when a lock is newer than its stamp.
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
 	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Regenerate both locks from requirements.in and requirements-dev.in in a scratch venv.
+lock:
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT
+	$(PYTHON) -m venv "$$tmp/venv"
+	pip="$$tmp/venv/bin/python -m pip --disable-pip-version-check"
+	$$pip install --quiet -r requirements.in
+	$$pip freeze --exclude-editable | LC_ALL=C sort -f -t= -k1,1 > "$$tmp/runtime"
+	$$pip install --quiet -r requirements-dev.in
+	$$pip freeze --exclude-editable > "$$tmp/all"
+	{ echo "# The product's lock, generated from requirements.in by \`make lock\`: do not edit by hand."
+	  cat "$$tmp/runtime"; } > requirements.txt
+	{ echo "# The development lock (tests, benches, lint), generated from requirements-dev.in by \`make lock\`."
+	  echo "-r requirements.txt"; LC_ALL=C comm -23 <(LC_ALL=C sort "$$tmp/all") <(LC_ALL=C sort "$$tmp/runtime") | LC_ALL=C sort -f -t= -k1,1; } \
+	  > requirements-dev.txt
 
 # Use the Redis at REDIS_URL if it answers; otherwise start a throwaway local one (no persistence).
 redis:
@@ -58,6 +80,7 @@ run: venv redis
 	# A developer's machine: debug pages on (loopback only; see the README's security section).
 	export DJANGO_DEBUG="$${DJANGO_DEBUG:-true}"
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0  # WhiteNoise serves /static/ from it
 	rc=0; $(PY) manage.py shell --verbosity 0 -c "$(HAS_USERS)" || rc=$$?
 	case $$rc in
 	  0) echo "seed: the database has users already, skipping seed_demo" ;;
@@ -66,12 +89,12 @@ run: venv redis
 	esac
 	exec $(VENV)/bin/honcho start -f Procfile.dev
 
-test: venv redis
+test: venv-dev redis
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: venv
+lint: venv-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: venv redis
+bench: venv-dev redis
 	$(PY) -m bench

@@ -21,3 +21,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not :memory:, so that subprocesses started by tests (worker, web) see the test data.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".run/test-{os.getpid()}.sqlite3")}  # noqa: F405
     (BASE_DIR / ".run").mkdir(exist_ok=True)  # noqa: F405
+
+# Pages render and assets are served without a collectstatic first: plain storage (no manifest),
+# files found in the apps. tests/test_web_static.py exercises the production storage and root.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = BASE_DIR / ".run" / "static"  # noqa: F405 (empty; WhiteNoise warns when it is missing)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from ops.metrics import metrics_view
 from themoon.api import api
@@ -8,6 +8,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("metrics", metrics_view, name="metrics"),
+    # The browser client (web/): its pages call the API above like any other client.
+    path("", include("web.urls")),
 ]
 
 # Errors are JSON without internals, for /api/ and every other path (core/http.py).
