@@ -1,7 +1,8 @@
 """What message events do to the conversation cache. Registered in ready() with core.events' registry.
 
-Idempotent and version-aware by construction: the cache's Lua scripts ignore versions they already
-have, never resurrect a deleted message, and never create a list from a single event.
+Idempotent and version-aware by construction: the cache's Lua scripts ignore events the window's
+fill already reflects (its conversation version floor) and message versions they already have,
+never resurrect a deleted message, and never create a list from a single event (chat/cache.py).
 """
 
 import redis
@@ -19,10 +20,12 @@ class MessageHandler(EventHandler):
     event_types = events.MESSAGE_TYPES
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
+        version = events.conversation_version(event)
         if event.type == events.MESSAGE_DELETED:
-            conversations.remove_message(pipe, event.data["conversation_id"], event.data["message_id"])
+            data = event.data
+            conversations.remove_message(pipe, data["conversation_id"], data["message_id"], version)
         else:
-            conversations.add_message(pipe, event.data["message"])
+            conversations.add_message(pipe, event.data["message"], version)
 
 
 def register() -> None:
