@@ -1,5 +1,6 @@
 """Database reads for chat (no cache): what the cache fills from, the API's pages and the inbox."""
 
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from django.db.models import Count, Exists, F, OuterRef, Subquery
@@ -62,6 +63,12 @@ def messages_before(conversation_id: int, before: int, limit: int) -> list[dict[
 
 def is_participant(conversation_id: int, user_id: int) -> bool:
     return Participant.objects.filter(conversation_id=conversation_id, user_id=user_id).exists()
+
+
+def conversation_ids_of(user_ids: Iterable[int]) -> Iterator[int]:
+    """The ids of the conversations any of `user_ids` is in (streamed: a user may be in many)."""
+    rows = Participant.objects.filter(user_id__in=set(user_ids)).order_by("conversation_id")
+    return rows.values_list("conversation_id", flat=True).distinct().iterator(chunk_size=2000)
 
 
 def participant_ids(conversation_id: int) -> list[int]:
