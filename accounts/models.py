@@ -5,7 +5,7 @@ changed Django's migration state only (see accounts/migrations/0001_initial.py).
 """
 
 from django.contrib.auth.models import AbstractUser
-from django.db import models
+from django.db import models, router, transaction
 
 
 class AppUser(AbstractUser):
@@ -13,6 +13,12 @@ class AppUser(AbstractUser):
 
     class Meta:
         db_table = "feed_appuser"
+
+    def save(self, *args, **kwargs):
+        """Atomic, so a rename and its `user.updated` outbox row commit together (accounts/signals.py)."""
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using):
+            super().save(*args, **kwargs)
 
 
 class AuthToken(models.Model):

@@ -75,7 +75,7 @@ def _sample_events(count: int, authors, posts) -> list[bytes]:
                 "edited_at": None,
                 "version": 1,
             }
-            events.append(chat_events.message_created(message))
+            events.append(chat_events.message_created(message, i + 1))
     return [event.encode() for event in events]
 
 

@@ -4,20 +4,37 @@
 `chat:v1:{conversation:ID}:messages`, written through by message events and filled from the
 database on a miss. Its members:
 
-- a sentinel `~<floor>` at score 0: the set is filled and accounts for every message whose id is
-  >= floor (floor 0: the whole conversation), so an empty conversation is cacheable too;
+- a sentinel `~<id floor>:<version floor>` at score 0: the set is filled and accounts for every
+  message whose id is >= the id floor (0: the whole conversation, so an empty conversation is
+  cacheable too), as of the conversation's version the fill read (`Conversation.version`);
 - each message as JSON at score = its id (read by score: oldest first, newest last);
 - a tombstone `x:<id>` at score = id for each deleted message in the window, so a late or
   re-delivered older event can never resurrect it.
 
-The window is the newest CAP ids among messages and tombstones: which state a set of events leads
-to does not depend on their order or on duplicates (versions only move forward, a tombstone always
-wins, an id below the window is ignored). So a delete shrinks the visible list instead of pulling an
-older message in (handlers never read the database); new messages grow it back.
+The invariant (by construction, not by timing): a window never shows a message the database has
+deleted, nor an older version of one, once the events that followed its fill are applied.
 
-Every mutation is a single-key Lua script (one hash slot: Redis Cluster safe). An event never builds
-a list from nothing (a missing key stays missing) and voids a fill lease it finds (that fill may
-predate the event: no stale set).
+- The fill reads the messages and the conversation's version in ONE snapshot
+  (`chat.queries.window_snapshot`). Every message create, edit and delete bumps that version in its
+  own transaction under the conversation's row lock, so versions follow commit order and every
+  event carries its change's version: an event at or below the version floor is already in the
+  snapshot (or superseded there) and is ignored. That is what keeps a message deleted while its
+  conversation was not cached from coming back through its late `message.created` (a reclaim, a
+  relay duplicate, `streams --replay-dead`): the refill after the delete has a floor above it. Ids
+  are not a floor: they are taken at INSERT, not at commit.
+- An event above the floor applies with a compare: a message's version only moves forward, a
+  tombstone always wins, an id below the window is ignored. The window is the newest CAP ids among
+  messages and tombstones, so the state a set of events leads to does not depend on their order or
+  on duplicates, and a delete shrinks the visible list instead of pulling an older message in
+  (handlers never read the database); new messages grow it back.
+- An event never builds a list from nothing: a missing key stays missing (expired, evicted or
+  never filled: the next reader fills from the database, which has every committed change). An
+  event voids (deletes) a fill lease it finds (that fill may predate the event: no stale set), a
+  window without a version floor, or the window when it carries no conversation version itself.
+
+So no redelivery horizon and no durable per-conversation floor are needed: an event's only power
+over an absent window is none, over a present one a compare against the floor it was filled with.
+Every mutation is a single-key Lua script (one hash slot: Redis Cluster safe).
 """
 
 import logging
@@ -32,6 +49,7 @@ from core.caching import (
     ABSENT,
     BYPASS,
     LEASED,
+    RETRY,
     UNAVAILABLE,
     BaseCacheStrategy,
     CorruptCacheValue,
@@ -42,6 +60,7 @@ from core.caching import (
     NamespaceKeys,
     fill_under_lease,
     read_through,
+    release_lease,
     serializer,
     ttl_ms,
 )
@@ -60,19 +79,23 @@ _FILL = LuaScript.load("window_fill", directory=_LUA)
 
 
 class Window(NamedTuple):
-    """A conversation's newest messages, oldest first; `complete`: there are no older ones."""
+    """A conversation's newest messages, oldest first; `complete`: there are no older ones;
+    `version`: the conversation version they reflect (None: not a snapshot, never stored)."""
 
     messages: list[dict[str, Any]]
     complete: bool
+    version: int | None = 0
 
 
-Loader = Callable[[int, int], list[dict[str, Any]]]
+# A loader answers (conversation id, limit) with a chat.queries.Snapshot, None (nothing to store),
+# or a plain list of messages: a snapshot at version 0, which every event is newer than.
+Loader = Callable[[int, int], Any]
 
 
-def _load_from_db(conversation_id: int, limit: int) -> list[dict[str, Any]]:
-    from chat.queries import latest_messages
+def _load_from_db(conversation_id: int, limit: int) -> Any:
+    from chat.queries import window_snapshot
 
-    return latest_messages(conversation_id, limit)
+    return window_snapshot(conversation_id, limit)
 
 
 class ConversationMessagesCache(BaseCacheStrategy):
@@ -121,7 +144,10 @@ class ConversationMessagesCache(BaseCacheStrategy):
     def _load(self, conversation_id: int) -> Window:
         # One more than we keep: whether older messages exist decides the floor.
         loaded = self._loader(conversation_id, CAP + 1)
-        return Window(loaded[-CAP:], len(loaded) <= CAP)
+        if loaded is None:
+            return Window([], True, None)
+        version, rows = (0, loaded) if isinstance(loaded, list) else loaded
+        return Window(rows[-CAP:], len(rows) <= CAP, version)
 
     def _read(self, key: str) -> list[bytes] | Any:
         try:
@@ -131,39 +157,72 @@ class ConversationMessagesCache(BaseCacheStrategy):
                 return LEASED
             raise
 
-    def _decode_members(self, key: str, members: list[bytes]) -> Window | None:
+    def _decode_members(self, key: str, members: list[bytes]) -> Any:
         if not members[0].startswith(SENTINEL_PREFIX):
             logger.warning("conversation cache without its sentinel read as a miss: key=%s", key)
             return None
+        floors = parse_sentinel(members[0])
+        if floors is None:  # written before windows had a version floor: unusable, refill
+            logger.info("conversation cache without a version floor dropped: key=%s", key)
+            self.guard.call("drop", key, lambda: self.client.delete(key), 0)
+            return RETRY
         try:
             messages = [serializer.loads(m) for m in members[1:] if not m.startswith(TOMBSTONE_PREFIX)]
-            return Window(messages, complete=members[0] == SENTINEL_PREFIX + b"0")
+            return Window(messages, complete=floors[0] == 0, version=floors[1])
         except CorruptCacheValue as exc:
             logger.warning("corrupt conversation cache read as a miss: key=%s error=%s", key, exc)
             return None
 
     def _fill(self, lease: Lease, window: Window) -> None:
+        if window.version is None:  # not a snapshot (see chat.queries.window_snapshot): store nothing
+            self.guard.call("release", lease.key, lambda: release_lease(self.client, lease), False)
+            return
         floor = 0 if window.complete else window.messages[0]["id"]
-        args: list[Any] = [lease.token, self.ttl_ms(None), floor]
+        args: list[Any] = [lease.token, self.ttl_ms(None), f"{floor}:{window.version}"]
         for message in window.messages:
             args += [message["id"], serializer.dumps(message)]
         self.guard.call("fill", lease.key, lambda: _FILL(self.client, [lease.key], args), 0)
 
     # --- writes, queued on the stream consumer's pipeline (errors propagate) -------------------
 
-    def add_message(self, pipe: redis.client.Pipeline, message: dict[str, Any]) -> None:
-        """Add or replace `message` if the conversation is cached and this version is newer."""
+    def add_message(
+        self, pipe: redis.client.Pipeline, message: dict[str, Any], conversation_version: int | None
+    ) -> None:
+        """Add or replace `message` if the conversation is cached, the change is newer than the
+        window's fill (`conversation_version` above its floor) and this message version is newer.
+        `conversation_version` None (unknown) voids the window."""
         args = [message["id"], int(message["version"]), serializer.dumps(message), self.ttl_ms(None)]
-        _UPSERT(pipe, [self.messages_key(message["conversation_id"])], [*args, CAP])
+        version = "" if conversation_version is None else int(conversation_version)
+        _UPSERT(pipe, [self.messages_key(message["conversation_id"])], [*args, CAP, version])
 
-    def remove_message(self, pipe: redis.client.Pipeline, conversation_id: int, message_id: int) -> None:
-        """Drop the message and remember it as deleted, if the conversation is cached."""
-        args = [message_id, self.ttl_ms(None), CAP]
+    def remove_message(
+        self,
+        pipe: redis.client.Pipeline,
+        conversation_id: int,
+        message_id: int,
+        conversation_version: int | None,
+    ) -> None:
+        """Drop the message and remember it as deleted, if the conversation is cached and the delete
+        is newer than the window's fill; `conversation_version` None voids the window."""
+        version = "" if conversation_version is None else int(conversation_version)
+        args = [message_id, self.ttl_ms(None), CAP, version]
         _REMOVE(pipe, [self.messages_key(conversation_id)], args)
+
+    def queue_invalidate(self, pipe: redis.client.Pipeline, conversation_id: int) -> None:
+        """Delete the window (a sender renamed: the next reader fills from the database)."""
+        pipe.delete(self.messages_key(conversation_id))
 
     def invalidate(self, conversation_id: int) -> int:
         key = self.messages_key(conversation_id)
         return self.delete(key)
+
+
+def parse_sentinel(sentinel: bytes) -> tuple[int, int] | None:
+    """A window sentinel's (id floor, version floor); None for one without a version floor."""
+    ids, _, version = sentinel[len(SENTINEL_PREFIX) :].partition(b":")
+    if not (ids.isdigit() and version.isdigit()):
+        return None
+    return int(ids), int(version)
 
 
 class _ExpiringSets:

@@ -1,13 +1,13 @@
 """Consistency check for the conversation windows (registered in ChatConfig.ready()).
 
-A cached window claims to hold every message of its conversation whose id is >= its floor (the
-sentinel `~<floor>`; 0 means the whole conversation): the check compares exactly that claim with
-the database, in id order.
+A cached window claims to hold every message of its conversation whose id is >= its id floor (the
+sentinel `~<id floor>:<version floor>`; 0 means the whole conversation): the check compares exactly
+that claim with the database, in id order.
 """
 
 import re
 
-from chat.cache import SENTINEL_PREFIX, TOMBSTONE_PREFIX, ConversationMessagesCache
+from chat.cache import SENTINEL_PREFIX, TOMBSTONE_PREFIX, ConversationMessagesCache, parse_sentinel
 from chat.models import Message
 from chat.payloads import message_payload
 from core.caching import serializer
@@ -28,7 +28,10 @@ class ConversationWindowCheck(CacheCheck):
             members = client.zrangebyscore(key, 0, "+inf")
             if not members or not members[0].startswith(SENTINEL_PREFIX):
                 continue
-            floor = int(members[0][1:])
+            floors = parse_sentinel(members[0])
+            if floors is None:  # no version floor: readers drop it unread
+                continue
+            floor = floors[0]
             cached = [serializer.loads(m) for m in members[1:] if not m.startswith(TOMBSTONE_PREFIX)]
             conversation_id = int(_CONVERSATION.search(key).group(1))
             rows = Message.objects.filter(conversation_id=conversation_id, id__gte=floor)

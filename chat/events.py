@@ -3,6 +3,11 @@
 Signals, handlers, tests and benches name the types through these constants and build events only
 through these functions. `message` payloads are chat.payloads.message_payload dicts (JSON-ready,
 versioned); the keys below are the wire format.
+
+Every message event also carries `conversation_version`: the conversation's version its change
+produced (chat/models.py, commit-ordered per conversation). A cached window records the version
+it was filled at and ignores events at or below it (chat/cache.py). An event without one (published
+before the field existed, or by a delete that took its conversation along) voids the window.
 """
 
 from typing import Any
@@ -18,15 +23,26 @@ MESSAGE_DELETED = "message.deleted"
 MESSAGE_TYPES = (MESSAGE_CREATED, MESSAGE_UPDATED, MESSAGE_DELETED)
 
 
-def message_created(message: dict[str, Any]) -> Event:
-    return Event(MESSAGE_CREATED, message["version"], {"message": message})
+def message_created(message: dict[str, Any], conversation_version: int | None) -> Event:
+    data = {"message": message, "conversation_version": conversation_version}
+    return Event(MESSAGE_CREATED, message["version"], data)
 
 
-def message_updated(message: dict[str, Any]) -> Event:
-    return Event(MESSAGE_UPDATED, message["version"], {"message": message})
+def message_updated(message: dict[str, Any], conversation_version: int | None) -> Event:
+    data = {"message": message, "conversation_version": conversation_version}
+    return Event(MESSAGE_UPDATED, message["version"], data)
 
 
-def message_deleted(message_id: int, conversation_id: int) -> Event:
-    return Event(
-        MESSAGE_DELETED, FINAL_VERSION, {"message_id": message_id, "conversation_id": conversation_id}
-    )
+def message_deleted(message_id: int, conversation_id: int, conversation_version: int | None) -> Event:
+    data = {
+        "message_id": message_id,
+        "conversation_id": conversation_id,
+        "conversation_version": conversation_version,
+    }
+    return Event(MESSAGE_DELETED, FINAL_VERSION, data)
+
+
+def conversation_version(event: Event) -> int | None:
+    """The conversation version a message event carries (None: unknown, the window is voided)."""
+    version = event.data.get("conversation_version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None

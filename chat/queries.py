@@ -1,8 +1,9 @@
 """Database reads for chat (no cache): what the cache fills from, the API's pages and the inbox."""
 
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
-from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
 from chat.models import Conversation, Message, Participant
@@ -13,6 +14,41 @@ def latest_messages(conversation_id: int, limit: int) -> list[dict[str, Any]]:
     """The newest `limit` messages of a conversation, oldest first (one indexed query)."""
     rows = Message.objects.filter(conversation_id=conversation_id).select_related("sender").order_by("-id")
     return [message_payload(m) for m in reversed(rows[:limit])]
+
+
+class Snapshot(NamedTuple):
+    """A conversation's newest messages (oldest first) and its version, as one snapshot saw them."""
+
+    version: int
+    messages: list[dict[str, Any]]
+
+
+def window_snapshot(conversation_id: int, limit: int, attempts: int = 3) -> Snapshot | None:
+    """The newest `limit` messages and the conversation's version, read by ONE statement (one
+    snapshot: the version counts exactly the message changes the rows show). None if the
+    conversation does not exist, or it kept changing between the two statements an empty
+    conversation needs (the caller then serves the rows without storing them)."""
+    for _ in range(attempts):
+        rows = list(
+            Message.objects.filter(conversation_id=conversation_id)
+            .select_related("sender")
+            .annotate(conversation_version=F("conversation__version"))
+            .order_by("-id")[:limit]
+        )
+        if rows:
+            return Snapshot(rows[0].conversation_version, [message_payload(m) for m in reversed(rows)])
+        # No rows: the version and "still empty" from one statement, or read the rows again.
+        state = (
+            Conversation.objects.filter(pk=conversation_id)
+            .annotate(empty=~Exists(Message.objects.filter(conversation=OuterRef("pk"))))
+            .values_list("version", "empty")
+            .first()
+        )
+        if state is None:
+            return None
+        if state[1]:
+            return Snapshot(state[0], [])
+    return None
 
 
 def messages_before(conversation_id: int, before: int, limit: int) -> list[dict[str, Any]]:
@@ -27,6 +63,12 @@ def messages_before(conversation_id: int, before: int, limit: int) -> list[dict[
 
 def is_participant(conversation_id: int, user_id: int) -> bool:
     return Participant.objects.filter(conversation_id=conversation_id, user_id=user_id).exists()
+
+
+def conversation_ids_of(user_ids: Iterable[int]) -> Iterator[int]:
+    """The ids of the conversations any of `user_ids` is in (streamed: a user may be in many)."""
+    rows = Participant.objects.filter(user_id__in=set(user_ids)).order_by("conversation_id")
+    return rows.values_list("conversation_id", flat=True).distinct().iterator(chunk_size=2000)
 
 
 def participant_ids(conversation_id: int) -> list[int]:

@@ -1,24 +1,32 @@
 """Receivers at the edge: each turns one message change into one event, in the change's transaction.
 
-Connected in ChatConfig.ready(). Receivers only build (chat/events.py) and publish; what an event
-does to the cache lives in chat/handlers.py.
+Connected in ChatConfig.ready(). Receivers bump the conversation's version (the model layer's
+`Conversation.objects.message_changed`, one statement), build (chat/events.py) and publish; what an
+event does to the cache lives in chat/handlers.py.
 """
 
 from django.db.models.signals import post_delete, post_save
 
 from chat import events
-from chat.models import Message
+from chat.models import Conversation, Message
 from chat.payloads import message_payload
 from core.events import publish
 
 
 def message_saved(*, instance: Message, created: bool, using: str, **kwargs) -> None:
+    change = Conversation.objects.using(using).message_changed(instance.conversation_id, instance.sender_id)
+    payload = message_payload(instance)
+    if change.sender is not None:
+        payload["sender"] = change.sender  # as committed, not as this process last loaded it
     build = events.message_created if created else events.message_updated
-    publish(build(message_payload(instance)), events.DOMAIN, using)
+    publish(build(payload, change.version), events.DOMAIN, using)
 
 
 def message_deleted(*, instance: Message, using: str, **kwargs) -> None:
-    publish(events.message_deleted(instance.pk, instance.conversation_id), events.DOMAIN, using)
+    change = Conversation.objects.using(using).message_changed(instance.conversation_id)
+    version = None if change is None else change.version  # None: the conversation goes too
+    event = events.message_deleted(instance.pk, instance.conversation_id, version)
+    publish(event, events.DOMAIN, using)
 
 
 RECEIVERS = [

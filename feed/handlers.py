@@ -4,11 +4,13 @@ All effects are idempotent and version-aware: details and counts are compare-and
 entity's version, deletes leave a final tombstone, feed invalidation sets a fresh generation.
 """
 
+import itertools
 from collections.abc import Sequence
 
 import redis
 from django.conf import settings
 
+from accounts.events import USER_TYPES
 from core.events import Event, EventHandler, registry
 from feed import events
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
@@ -63,6 +65,31 @@ def _author_id(event: Event) -> int:
     return event.data["author_id"] if event.type == events.POST_DELETED else event.data["post"]["author_id"]
 
 
+class AuthorRenamedHandler(EventHandler):
+    """user.updated: the user's post details and the feed pages that show them carry the old name.
+    The user's own feed gets a new stamp now; after the batch, the details are deleted (the next
+    reader fills from the database) and the followers' feeds get new stamps (chunked into Celery
+    tasks for large audiences, as posts do)."""
+
+    event_types = USER_TYPES
+
+    def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
+        feeds.queue_invalidate(pipe, event.data["user_id"])
+
+    def after_batch(self, batch: Sequence[Event]) -> None:
+        from feed.models import Post
+
+        authors = {event.data["user_id"] for event in batch}
+        posts = Post.objects.filter(author_id__in=authors).order_by("id").values_list("id", flat=True)
+        post_ids = posts.iterator(chunk_size=2000)
+        while chunk := list(itertools.islice(post_ids, 1000)):
+            pipe = details.client.pipeline(transaction=False)
+            for post_id in chunk:
+                pipe.delete(details.detail_key(post_id))
+            pipe.execute()
+        invalidate_followers(authors, chunk=settings.FEED_FANOUT_CHUNK)
+
+
 def register() -> None:
-    for handler in (PostHandler(), StatsHandler(), FollowHandler()):
+    for handler in (PostHandler(), StatsHandler(), FollowHandler(), AuthorRenamedHandler()):
         registry.register(handler)

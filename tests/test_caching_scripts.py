@@ -5,11 +5,11 @@ module outside core/caching uses a private name of the library."""
 import ast
 from pathlib import Path
 
+from chat import events as chat_events
 from chat.cache import ConversationMessagesCache
 from chat.handlers import MessageHandler
 from core.caching import CacheAsideStrategy, LuaScript, WriteThroughCacheStrategy
 from core.caching.scripts import SET_IF_NEWER
-from core.events import Event
 from tests.test_caching_strategies import RecordingRedis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def test_event_handlers_apply_after_script_flush(redis_client):
         "version": 1,
     }
     pipe = redis_client.pipeline(transaction=False)
-    MessageHandler().apply(pipe, Event("message.created", 1, {"message": message}))
+    MessageHandler().apply(pipe, chat_events.message_created(message, conversation_version=1))
     assert pipe.execute(raise_on_error=False) == [1]
     assert [m["id"] for m in cache.get_messages(9)] == [1]
 

@@ -36,16 +36,20 @@ def payload(message_id: int, version: int = 1, conversation_id: int = 7, body: s
     }
 
 
+# These windows fill from plain lists (a snapshot at conversation version 0): every event is newer.
+_changes = itertools.count(1)
+
+
 def created(message_id: int, conversation_id: int = 7) -> Event:
-    return events.message_created(payload(message_id, 1, conversation_id))
+    return events.message_created(payload(message_id, 1, conversation_id), next(_changes))
 
 
 def updated(message_id: int, version: int, conversation_id: int = 7) -> Event:
-    return events.message_updated(payload(message_id, version, conversation_id))
+    return events.message_updated(payload(message_id, version, conversation_id), next(_changes))
 
 
 def deleted(message_id: int, conversation_id: int = 7) -> Event:
-    return events.message_deleted(message_id, conversation_id)
+    return events.message_deleted(message_id, conversation_id, next(_changes))
 
 
 def apply(client: redis.Redis, *events: Event) -> list:

@@ -1,4 +1,5 @@
--- ARGV: lease, ttl ms, floor, then id, JSON pairs. Fills only while our lease is still the value.
+-- ARGV: lease, ttl ms, "<id floor>:<version floor>", then id, JSON pairs. Fills only while our lease
+-- is still the value.
 local key = KEYS[1]
 if redis.call('TYPE', key)['ok'] ~= 'string' or redis.call('GET', key) ~= ARGV[1] then
   return 0

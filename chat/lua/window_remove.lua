@@ -1,5 +1,6 @@
--- ARGV: id, ttl ms, cap. Returns 1 tombstoned, 0 ignored, -1 lease voided.
-local sentinel, floor = guard()
+-- ARGV: id, ttl ms, cap, conversation version ('' unknown).
+-- Returns 1 tombstoned, 0 ignored (missing key, reflected by the fill, below the window), -1 voided.
+local sentinel, floor = admit(ARGV[4])
 if not sentinel then return floor end
 local id = tonumber(ARGV[1])
 if id < floor then return 0 end

@@ -1,6 +1,7 @@
--- ARGV: id, version, message JSON, ttl ms, cap.
--- Returns 1 stored, 0 ignored (missing key, below the window, deleted, not newer), -1 lease voided.
-local sentinel, floor = guard()
+-- ARGV: id, version, message JSON, ttl ms, cap, conversation version ('' unknown).
+-- Returns 1 stored, 0 ignored (missing key, reflected by the fill, below the window, deleted, not
+-- newer), -1 voided (a fill lease, or a window or event without a conversation version).
+local sentinel, floor = admit(ARGV[6])
 if not sentinel then return floor end
 local id, version = tonumber(ARGV[1]), tonumber(ARGV[2])
 if id < floor then return 0 end

@@ -1,9 +1,10 @@
 """What events do to the cache: the handler base class, the registry, and the one `apply`.
 
 An app subclasses `EventHandler` in its own handlers.py and registers an instance in its
-AppConfig.ready(). Both places that run handlers, the commit-time path in the writing process
-(publisher, read-your-writes) and the stream consumer in the worker, call `apply(pipe, events)`,
-so an event fails the same way in both: its own queued commands are discarded, the rest go through.
+AppConfig.ready(); several apps may handle one event type (one handler each, run as one). Both
+places that run handlers, the commit-time path in the writing process (publisher, read-your-writes)
+and the stream consumer in the worker, call `apply(pipe, events)`, so an event fails the same way in
+both: its own queued commands (every app's) are discarded, the rest go through.
 """
 
 import logging
@@ -30,6 +31,8 @@ class EventHandler:
     """
 
     event_types: tuple[str, ...] = ()
+    # The app this handler speaks for (one handler per app and type); default: its module's package.
+    app_label: str | None = None
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
         raise NotImplementedError
@@ -42,29 +45,84 @@ class UnknownEventType(LookupError):
     pass
 
 
+def _app_of(handler: EventHandler) -> str:
+    """The app a handler belongs to: the top-level package of its class (chat, feed, ...)."""
+    return handler.app_label or type(handler).__module__.split(".", 1)[0]
+
+
+class HandlerGroup(EventHandler):
+    """The handlers of several apps for one event type, run as one handler.
+
+    `apply` queues each app's effects in registration order; if one raises, the event fails as a
+    whole (`apply` below discards every command it queued, the other apps' too), so an event never
+    half-applies. `after_batch` runs every app's, then raises the first failure (the events are
+    retried: every after_batch is idempotent, so running the others again is harmless)."""
+
+    def __init__(self, handlers: Sequence[EventHandler]) -> None:
+        self.handlers = tuple(handlers)
+        self.event_types = tuple(sorted({t for h in self.handlers for t in h.event_types}))
+
+    def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
+        for handler in self.handlers:
+            if event.type in handler.event_types:
+                handler.apply(pipe, event)
+
+    def after_batch(self, events: Sequence[Event]) -> None:
+        failure: Exception | None = None
+        for handler in self.handlers:
+            mine = [event for event in events if event.type in handler.event_types]
+            if not mine:
+                continue
+            try:
+                handler.after_batch(mine)
+            except Exception as exc:
+                logger.exception("after_batch of %s failed", type(handler).__name__)
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+
 class HandlerRegistry:
+    """Event type -> what handles it: one handler per app and type, several apps per type (a
+    `user.updated` concerns chat's windows and feed's posts). Registering the same handler class
+    again replaces it (ready() may run twice); a second class of the same app for a type is refused."""
+
     def __init__(self) -> None:
-        self._by_type: dict[str, EventHandler] = {}
+        self._by_type: dict[str, list[EventHandler]] = {}
+        self._resolved: dict[str, EventHandler] = {}
 
     def register(self, handler: EventHandler) -> EventHandler:
         for event_type in handler.event_types:
-            existing = self._by_type.get(event_type)
-            if existing is not None and type(existing) is not type(handler):
-                raise ValueError(f"{event_type} already handled by {type(existing).__name__}")
-            self._by_type[event_type] = handler
+            handlers = self._by_type.setdefault(event_type, [])
+            for index, existing in enumerate(handlers):
+                if _app_of(existing) != _app_of(handler):
+                    continue
+                if type(existing) is not type(handler):
+                    raise ValueError(f"{event_type} already handled by {type(existing).__name__}")
+                handlers[index] = handler
+                break
+            else:
+                handlers.append(handler)
+            self._resolved[event_type] = handlers[0] if len(handlers) == 1 else HandlerGroup(handlers)
         return handler
 
     def handler_for(self, event_type: str) -> EventHandler:
+        """The one handler to run for `event_type` (a `HandlerGroup` when several apps handle it;
+        the same object for every call until the next register, so callers may group by it)."""
         try:
-            return self._by_type[event_type]
+            return self._resolved[event_type]
         except KeyError:
             raise UnknownEventType(f"no handler registered for {event_type!r}") from None
 
+    def handlers_for(self, event_type: str) -> tuple[EventHandler, ...]:
+        """Every app's handler for `event_type`, in registration order (() when none)."""
+        return tuple(self._by_type.get(event_type, ()))
+
     def handles(self, event_type: str) -> bool:
-        return event_type in self._by_type
+        return event_type in self._resolved
 
     def event_types(self) -> list[str]:
-        return sorted(self._by_type)
+        return sorted(self._resolved)
 
 
 registry = HandlerRegistry()
