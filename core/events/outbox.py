@@ -151,6 +151,13 @@ def _send_rows(rows: Sequence, apply_effects: bool) -> None:
             )
 
 
+def outbox_rows_before(moment, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Are there outbox rows (sent or not) recorded before `moment`? Locked rows count."""
+    from core.models import OutboxEvent  # see record()
+
+    return OutboxEvent.objects.using(using).filter(created_at__lte=moment).exists()
+
+
 def outbox_backlog(using: str = DEFAULT_DB_ALIAS, limit: int = 100_000) -> int:
     """Outbox rows whose events are not known to be in their streams (not marked sent): what the
     relay still has to publish. Rows sent but not yet swept do not count. All of them while Redis

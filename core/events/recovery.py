@@ -29,11 +29,12 @@ from collections.abc import Sequence
 import redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils import timezone
 
 from core.caching.breaker import breaker
 from core.connections import cache_client, events_client, roles_shared
 from core.events.event import Event
-from core.events.outbox import relay_pass
+from core.events.outbox import outbox_rows_before, relay_pass
 
 logger = logging.getLogger("core.events")
 
@@ -138,6 +139,7 @@ class Recovery:
         events_client().ping()
         if not roles_shared():
             cache_client().ping()
+        started = timezone.now()
         sent, drained = relay_pass(
             min_age_seconds=0,
             using=self.using,
@@ -150,7 +152,10 @@ class Recovery:
             own, self._own = self._own, []
         if own:
             self._apply(own)
-        return drained
+        # Rows another relay holds (SKIP LOCKED hid them) are not ours to skip: wait until it has
+        # sent them, so that our first cache read comes after their effects (a web relay applies
+        # them in its transaction; a worker's relay leaves them to the consumer: its lag).
+        return drained and not outbox_rows_before(started, self.using)
 
     def _apply(self, events: list[Event]) -> None:
         from core.events.registry import apply, registry
