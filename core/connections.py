@@ -5,6 +5,10 @@ Two roles, possibly on two servers (README, "Redis roles"):
 - the events server (`EVENTS_REDIS_URL`, default: the same server): streams, consumer groups, dead
   letters, consumer heartbeats and outbox sent marks, the durable state that must never be evicted.
 
+The events server holds all the durable state the pipeline has; nothing a cache needs is durable:
+an event's only power over an absent cache key is none, over a present one compare-and-set, so no
+redelivery horizon or per-entity version floor has to outlive anything (the caches' docstrings).
+
 When both roles name the same server, `events_client()` *is* `cache_client()`, so the commit-time
 round trip stays one pipeline. `stream_client()` is the events server again, with a read timeout
 that outlives XREADGROUP's BLOCK (the consumer's blocking reads and its acknowledgements).

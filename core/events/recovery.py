@@ -22,6 +22,7 @@ consumer's lag. README, "Read your writes".
 """
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -172,8 +173,17 @@ class Recovery:
         for event, error in effects.failed():
             logger.warning("events recovery: effect failed: event_id=%s error=%s", event.id, error)
 
+    def _after_fork(self) -> None:
+        """In a forked child (Celery's prefork pool): the drain thread stayed in the parent. Start
+        one of our own if the parent was recovering, so that the copied hold is released here too."""
+        self._lock = threading.Lock()
+        was_recovering, self._thread = self._thread is not None, None
+        if was_recovering:
+            self._note(())
+
 
 recovery = Recovery()
+os.register_at_fork(after_in_child=recovery._after_fork)
 
 
 def install() -> None:
