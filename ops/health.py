@@ -1,4 +1,4 @@
-"""Is themoon healthy? Database, Redis, stream lag and live consumers, in one report."""
+"""Is themoon healthy? Database, both Redis roles, stream lag and live consumers, in one report."""
 
 import time
 from typing import Any
@@ -7,9 +7,10 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from core.connections import cache_client
+from core.connections import cache_client, events_client
 from core.events import all_streams
 from core.events.streams import consumer_heartbeats
+from core.redis_roles import roles_report
 
 
 def pipeline_state(client: redis.Redis) -> dict[str, Any]:
@@ -45,13 +46,25 @@ def health_report() -> tuple[dict[str, Any], bool]:
     try:
         client.ping()
         report["redis"] = "ok"
-        report.update(pipeline_state(client))
     except redis.RedisError as exc:
         report["redis"] = f"error: {exc}"
-    problems = [part for part in ("database", "redis") if report[part] != "ok"]
+    events = events_client()
+    try:
+        events.ping()
+        report["events_redis"] = "ok"
+        report.update(pipeline_state(events))
+    except redis.RedisError as exc:
+        report["events_redis"] = f"error: {exc}"
+    report["redis_roles"] = roles_report(client, events)
+    problems = [part for part in ("database", "redis", "events_redis") if report[part] != "ok"]
+    if report["redis_roles"]["events"].get("evicting"):
+        problems.append(
+            f"the events Redis evicts (maxmemory-policy "
+            f"{report['redis_roles']['events']['maxmemory_policy']}): streams and marks can be lost"
+        )
     if report.get("lag", 0) > settings.HEALTH_MAX_LAG:
         problems.append(f"stream lag {report['lag']} > {settings.HEALTH_MAX_LAG}")
-    if report["redis"] == "ok" and report.get("live_consumers", 0) == 0:
+    if report["events_redis"] == "ok" and report.get("live_consumers", 0) == 0:
         problems.append("no live stream consumer (is a worker running?)")
     report["status"] = "degraded" if problems else "ok"
     report["problems"] = problems

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from core.caching import stats
-from core.connections import cache_client
+from core.connections import events_client
 from core.events import all_streams, dead_letter_stream, outbox_backlog
 from ops.access import ops_only
 
@@ -42,7 +42,7 @@ class PipelineCollector:
         consumers = GaugeMetricFamily("themoon_stream_consumers", "Consumers", labels=["stream", "group"])
         dead = GaugeMetricFamily("themoon_dead_letters", "Entries in the dead-letter stream")
         outbox = GaugeMetricFamily("themoon_outbox_backlog", "Outbox events not yet in their streams")
-        client = cache_client()
+        client = events_client()  # the streams live on the events server
         try:
             for stream in all_streams():
                 length.add_metric([stream], client.xlen(stream))

@@ -20,13 +20,16 @@ def redis_client():
     """The cache client, on a flushed database; process-local cache state reset."""
     from core.caching import breaker, epochs, stats
     from core.connections import cache_client
+    from core.events.recovery import recovery
 
     client = cache_client()
     client.flushdb()
+    recovery.reset()
     breaker.reset()
     epochs.forget()
     stats.reset()
-    return client
+    yield client
+    recovery.reset()  # no drain thread of this test outlives it
 
 
 @pytest.fixture

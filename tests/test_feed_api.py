@@ -326,7 +326,7 @@ def test_every_endpoint_works_with_redis_down(monkeypatch, alice, bob):
 
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05, socket_timeout=0.05)
     monkeypatch.setattr("core.caching.guarded.cache_client", lambda: dead)
-    monkeypatch.setattr("core.events.publisher.cache_client", lambda: dead)
+    monkeypatch.setattr("core.events.roundtrip.events_client", lambda: dead)
     as_bob = client_for(bob)
 
     assert as_bob.post(f"/api/users/{alice.pk}/follow").status_code == 201

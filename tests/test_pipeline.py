@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -110,7 +109,7 @@ def test_one_commit_sends_all_its_events_in_one_round_trip(
     transactional_db, pipeline_settings, redis_client, monkeypatch
 ):
     """Counts the round trips the publisher makes on a real client (wrapped, not replaced)."""
-    import core.events.publisher as publisher
+    import core.events.roundtrip as roundtrip
 
     trips: list[list[str]] = []
     real_pipeline, real_command = redis_client.pipeline, redis_client.execute_command
@@ -132,7 +131,7 @@ def test_one_commit_sends_all_its_events_in_one_round_trip(
 
     monkeypatch.setattr(redis_client, "pipeline", counting_pipeline)
     monkeypatch.setattr(redis_client, "execute_command", counting_command)
-    monkeypatch.setattr(publisher, "cache_client", lambda: redis_client)
+    monkeypatch.setattr(roundtrip, "events_client", lambda: redis_client)
     author = make_user()
     with transaction.atomic():
         for i in range(20):
@@ -329,10 +328,10 @@ def test_replay_dead_requeues_dead_letters(transactional_db, pipeline_settings, 
 def test_redis_down_at_commit_keeps_the_event_in_the_outbox_until_relayed(
     pipeline_worker, redis_client, monkeypatch, unused_port
 ):
-    import core.events.publisher as publisher
+    import core.events.roundtrip as roundtrip
 
     dead_redis = redis.Redis(port=unused_port, socket_connect_timeout=0.05, socket_timeout=0.05)
-    monkeypatch.setattr(publisher, "cache_client", lambda: dead_redis)
+    monkeypatch.setattr(roundtrip, "events_client", lambda: dead_redis)
     post = make_post(body="written while redis was away")  # the save itself succeeds
     assert Post.objects.filter(pk=post.pk).exists()
     assert outbox_backlog() == 1
@@ -349,11 +348,11 @@ def test_redis_down_at_commit_keeps_the_event_in_the_outbox_until_relayed(
 def test_next_successful_commit_drains_the_outbox_after_an_outage(
     transactional_db, pipeline_settings, redis_client, monkeypatch, unused_port
 ):
-    import core.events.publisher as publisher
+    import core.events.roundtrip as roundtrip
     from core.caching.breaker import breaker
 
     dead_redis = redis.Redis(port=unused_port, socket_connect_timeout=0.05, socket_timeout=0.05)
-    monkeypatch.setattr(publisher, "cache_client", lambda: dead_redis)
+    monkeypatch.setattr(roundtrip, "events_client", lambda: dead_redis)
     stranded = make_post(body="stranded")
     monkeypatch.undo()
     breaker.reset()
@@ -505,8 +504,7 @@ def test_commit_path_applies_with_the_same_policy_as_the_consumer(
 
     handlers = HandlerRegistry()
     handlers.register(_KeyHandler())
-    monkeypatch.setattr(publisher, "registry", handlers)
-    monkeypatch.setattr(publisher, "apply", partial(apply, handlers=handlers))
+    monkeypatch.setattr(publisher, "registry", handlers)  # what the commit path hands to apply()
     settings.EVENTS_APPLY_ON_COMMIT = True
     with transaction.atomic():
         for event in _key_events("commit"):

@@ -181,6 +181,12 @@ CORS_URLS_REGEX = r"^/api/.*$"
 
 # --- Redis: cache, streams, channel layer, Celery broker -------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The events server: streams, consumer groups, dead letters, consumer heartbeats and outbox sent
+# marks, the state that must never be evicted (noeviction + AOF). Default: the cache's server.
+EVENTS_REDIS_URL = env_str("EVENTS_REDIS_URL", "") or REDIS_URL
+# Web and worker refuse to start when the events server has an evicting maxmemory-policy; this
+# overrides the refusal (a loud warning instead), e.g. for a throwaway demo on one allkeys-lru Redis.
+EVENTS_REDIS_ALLOW_EVICTION = env_bool("EVENTS_REDIS_ALLOW_EVICTION", False)
 # Short timeouts: a dead Redis must cost a request milliseconds, not seconds.
 REDIS_SOCKET_CONNECT_TIMEOUT = env_float("REDIS_SOCKET_CONNECT_TIMEOUT", 0.05)
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.25)
@@ -243,6 +249,12 @@ EVENTS_APPLY_ON_COMMIT = env_bool("EVENTS_APPLY_ON_COMMIT", True)
 # The relay republishes outbox rows older than this (younger ones are being flushed on commit).
 EVENTS_OUTBOX_RELAY_AGE_SECONDS = env_float("EVENTS_OUTBOX_RELAY_AGE_SECONDS", 5.0)
 EVENTS_OUTBOX_RELAY_BATCH = env_int("EVENTS_OUTBOX_RELAY_BATCH", 500)
+# Every worker's stream consumer relays the outbox this often (and at once after its Redis came
+# back), draining until the backlog is empty: delivery needs no beat.
+EVENTS_RELAY_INTERVAL_SECONDS = env_float("EVENTS_RELAY_INTERVAL_SECONDS", 5.0)
+# How long one relay pass may run before the consumer goes back to its streams (it resumes next
+# round); the writing process's background drain after an outage uses the same bound per pass.
+EVENTS_RELAY_PASS_SECONDS = env_float("EVENTS_RELAY_PASS_SECONDS", 2.0)
 # Followers per Celery task when a post invalidates many feeds.
 FEED_FANOUT_CHUNK = env_int("FEED_FANOUT_CHUNK", 1000)
 

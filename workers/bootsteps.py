@@ -20,8 +20,11 @@ class StreamConsumerStep(bootsteps.StartStopStep):
     def start(self, worker) -> None:
         from django.conf import settings
 
+        from core.redis_roles import check_redis_roles
         from workers.consumer import StreamConsumer, consumer_name
 
+        # An evicting events Redis refuses the start (ImproperlyConfigured stops the worker).
+        check_redis_roles(f"worker {worker.hostname}")
         serve_worker_metrics()
 
         if not settings.EVENTS_CONSUMER_ENABLED:

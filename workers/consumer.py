@@ -8,6 +8,13 @@ One `StreamConsumer` per worker process, a named member of group `cache` on ever
 - Poison: an event that cannot be decoded, has no handler, or whose handler failed
   EVENTS_MAX_DELIVERIES times goes to the dead-letter stream with its error, and is acknowledged.
 - Redis trouble: retry with capped exponential backoff, never crash. `stop()` finishes the batch.
+- Two Redis roles: the streams, acknowledgements, dead letters and heartbeats on the events server
+  (`client`, EVENTS_REDIS_URL); the batch's cache effects on the cache (`cache`, REDIS_URL). One
+  server when they are the same.
+- Delivery needs no beat: the loop relays the outbox every EVENTS_RELAY_INTERVAL_SECONDS, and at
+  once after its Redis came back, until the backlog is empty (EVENTS_RELAY_PASS_SECONDS per round,
+  so the streams are never starved; the next round goes on). Relays of several workers share the
+  rows with SKIP LOCKED.
 """
 
 import logging
@@ -25,7 +32,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from core import metrics
-from core.connections import stream_client
+from core.connections import stream_client, worker_cache_client
 from core.events import (
     Event,
     HandlerRegistry,
@@ -35,6 +42,7 @@ from core.events import (
     apply,
     dead_letter_stream,
     registry,
+    relay_pass,
 )
 from core.events.streams import EVENT_FIELD, consumer_heartbeats
 
@@ -63,9 +71,12 @@ class StreamConsumer:
         client: redis.Redis | None = None,
         handlers: HandlerRegistry = registry,
         streams: Sequence[str] | None = None,
+        cache: redis.Redis | None = None,
     ) -> None:
         self.name = name or consumer_name()
         self.client = client or stream_client()
+        # With an injected events client (tests) the effects go there too, as with one server.
+        self.cache = cache or (self.client if client is not None else worker_cache_client())
         self.handlers = handlers
         self.streams = list(streams or all_streams())
         self.group = settings.EVENTS_CONSUMER_GROUP
@@ -75,6 +86,9 @@ class StreamConsumer:
         self._stopping = threading.Event()
         self._last_reclaim = 0.0
         self._last_heartbeat = 0.0
+        self._next_relay = 0.0  # relay at start: rows a dead process or an outage left behind
+        self._relay_min_age: float | None = None
+        self.relayed = 0
         self.processed = 0
         self.dead_lettered = 0
 
@@ -114,6 +128,7 @@ class StreamConsumer:
                         own_backlog = True  # failed entries stay pending: retry them
                         time.sleep(min(backoff, 1.0))
                     self.maybe_reclaim()
+                    self.maybe_relay()
                     self.heartbeat()
                     backoff = 0.1
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -121,6 +136,7 @@ class StreamConsumer:
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 own_backlog = True
+                self.relay_soon(min_age_seconds=0)  # commits failed meanwhile: send their rows now
             except redis.ResponseError as exc:
                 if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):  # stream gone: recreate groups
                     logger.exception("stream consumer %s: redis refused a command", self.name)
@@ -161,6 +177,35 @@ class StreamConsumer:
         pipe.zremrangebyscore(key, "-inf", int((now - 3600) * 1000))  # bounded: the last hour
         pipe.pexpire(key, 24 * 3600 * 1000)
         pipe.execute()
+
+    def relay_soon(self, min_age_seconds: float | None = None) -> None:
+        """Relay at the next round; `min_age_seconds=0` also takes rows younger than the usual age
+        (after an outage their commits most likely failed to send; a duplicate is harmless)."""
+        self._next_relay = 0.0
+        self._relay_min_age = min_age_seconds
+
+    def maybe_relay(self) -> int:
+        """Relay the outbox when due: one bounded pass; due again at once while not drained."""
+        now = time.monotonic()
+        if now < self._next_relay:
+            return 0
+        try:
+            sent, drained = relay_pass(
+                min_age_seconds=self._relay_min_age, max_seconds=settings.EVENTS_RELAY_PASS_SECONDS
+            )
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # the loop's backoff; relay_soon() once Redis answers
+        except Exception:
+            # The database is down, or Redis refused an XADD (e.g. OOM): the rows stay; try later.
+            logger.exception("stream consumer %s: outbox relay failed", self.name)
+            close_old_connections()
+            self._next_relay = now + settings.EVENTS_RELAY_INTERVAL_SECONDS
+            return 0
+        self.relayed += sent
+        if drained:
+            self._relay_min_age = None
+            self._next_relay = now + settings.EVENTS_RELAY_INTERVAL_SECONDS
+        return sent
 
     def maybe_reclaim(self, force: bool = False) -> int:
         interval = settings.EVENTS_CLAIM_IDLE_MS / 1000 / 2
@@ -291,7 +336,7 @@ class StreamConsumer:
         """Queue every event's effects in one pipeline (`core.events.apply`, the policy the commit
         path shares), run it, then each handler's after_batch. A failure marks only the events it
         belongs to (entry.error)."""
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.cache.pipeline(transaction=False)
         effects = apply(pipe, [entry.event for entry in entries], self.handlers)
         if len(pipe):
             effects.collect(pipe.execute(raise_on_error=False))

@@ -1,4 +1,5 @@
-"""Pipeline maintenance tasks, scheduled by beat (themoon/celery.py). Named, short, idempotent."""
+"""Pipeline maintenance tasks, scheduled by beat (themoon/celery.py). Named, short, idempotent.
+Optimisations only: without beat the consumers still relay the outbox and reclaim stuck entries."""
 
 import logging
 
@@ -14,7 +15,8 @@ logger = logging.getLogger("workers")
 
 @shared_task(name="workers.relay_outbox", ignore_result=True)
 def relay_outbox_task() -> int:
-    """Publish outbox rows whose commit-time send did not happen (Redis was down, a crash)."""
+    """Publish outbox rows whose commit-time send did not happen (Redis was down, a crash). An
+    extra: every worker's stream consumer relays too, so delivery does not depend on beat."""
     with single_flight("relay_outbox", ttl_seconds=60) as mine:
         return relay_outbox() if mine else 0
 

@@ -1,12 +1,18 @@
 """The outbox: an event's durable copy, written in its change's transaction, until it is in its stream.
 
+The rows live in the database; the sent marks on the events server (`EVENTS_REDIS_URL`, never
+evicted: a lost mark would only cost a duplicate send, but the set must not vanish under memory
+pressure with the streams).
+
 This module owns the outbox's whole life: `record` (the row, in the transaction), `mark_sent` (the
 commit-time send queues a Redis mark that the event is in its stream), `relay_outbox` (the sweep:
 delete marked rows, publish the unmarked ones) and `outbox_backlog` (what is still unsent). The
 publisher buffers events and calls these; nothing here knows about the publisher.
 """
 
+import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -15,8 +21,9 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
-from core.connections import cache_client
-from core.events.streams import EVENT_FIELD
+from core.connections import events_client
+from core.events.event import Event, InvalidEvent
+from core.events.roundtrip import deliver
 
 logger = logging.getLogger("core.events")
 SENT_MARK_TTL_SECONDS = 24 * 3600
@@ -53,25 +60,45 @@ def relay_outbox(
     batch: int | None = None,
     using: str = DEFAULT_DB_ALIAS,
     max_batches: int | None = None,
+    max_seconds: float | None = None,
+    apply_effects: bool = False,
 ) -> int:
-    """Sweep outbox rows older than `min_age_seconds`, oldest first: rows their commit marked sent
-    are deleted; the others are sent to their streams, then deleted.
+    """Sweep outbox rows older than `min_age_seconds`, oldest first, until none is left: rows their
+    commit marked sent are deleted; the others are sent to their streams, then deleted. Returns the
+    number of events this call sent (not counting rows that were only swept). See `relay_pass`."""
+    return relay_pass(min_age_seconds, batch, using, max_batches, max_seconds, apply_effects)[0]
+
+
+def relay_pass(
+    min_age_seconds: float | None = None,
+    batch: int | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    max_batches: int | None = None,
+    max_seconds: float | None = None,
+    apply_effects: bool = False,
+) -> tuple[int, bool]:
+    """The relay: `(events sent, drained)`, drained meaning no eligible row was left when it stopped.
 
     Rows younger than the age are normally being sent by their own commit. Each batch runs in one
     transaction and locks its rows with SKIP LOCKED (PostgreSQL), so concurrent relays never send a
-    row twice; if Redis fails mid-batch the transaction rolls back and the rows stay. Duplicates
-    with a commit-time send are possible and harmless: delivery is at least once, handlers idempotent.
-    `max_batches` bounds the work of one call (the commit-time drain does one batch; beat the rest).
-    Returns the number of events this call sent (not counting rows that were only swept).
-    Raises redis errors (the caller retries later).
+    row twice (rows another relay holds are not seen: "drained" is about this relay's view); if
+    Redis fails mid-batch the transaction rolls back and the rows stay. Duplicates with a
+    commit-time send are possible and harmless: delivery is at least once, handlers idempotent.
+    `max_batches` and `max_seconds` bound one call (the consumer and the writing process's drain
+    call again until drained). `apply_effects`: also apply the sent events' direct cache effects
+    (the writing process's drain after an outage: read-your-writes). Raises redis errors of the
+    events server (the caller retries later); a failed effect is only logged.
     """
     from core.models import OutboxEvent  # see record()
 
     age = settings.EVENTS_OUTBOX_RELAY_AGE_SECONDS if min_age_seconds is None else min_age_seconds
     size = batch or settings.EVENTS_OUTBOX_RELAY_BATCH
-    client = cache_client()
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    client = events_client()
     total = batches = 0
     while max_batches is None or batches < max_batches:
+        if deadline is not None and batches and time.monotonic() >= deadline:
+            return total, False
         batches += 1
         cutoff = timezone.now() - timedelta(seconds=age)
         with transaction.atomic(using=using):
@@ -82,28 +109,53 @@ def relay_outbox(
                 .order_by("id")[:size]
             )
             if not rows:
-                return total
+                return total, True
             ids = [row.pk for row in rows]
             marked = client.smismember(sent_key(), ids)
             unsent = [row for row, sent in zip(rows, marked, strict=True) if not sent]
             if unsent:
-                pipe = client.pipeline(transaction=False)
-                for row in unsent:
-                    pipe.xadd(
-                        row.stream,
-                        {EVENT_FIELD: bytes(row.payload)},
-                        maxlen=settings.EVENTS_STREAM_MAXLEN,
-                        approximate=True,
-                    )
-                pipe.execute()
+                _send_rows(unsent, apply_effects)
             OutboxEvent.objects.using(using).filter(pk__in=ids).delete()
         client.srem(sent_key(), *ids)
         total += len(unsent)
         if unsent:
             logger.info("outbox relay sent %d events (and swept %d)", len(unsent), len(rows) - len(unsent))
         if len(rows) < size:
-            return total
-    return total
+            return total, True
+    return total, False
+
+
+def _send_rows(rows: Sequence, apply_effects: bool) -> None:
+    """XADD the rows' events (and their effects): raises if Redis refused any, so that the batch's
+    transaction rolls back and its rows stay for the next relay."""
+    events = None
+    if apply_effects:
+        events = []
+        for row in rows:
+            with contextlib.suppress(InvalidEvent):  # the consumer dead-letters it; no effect here
+                events.append(Event.decode(bytes(row.payload)))
+    delivery = deliver([(row.stream, bytes(row.payload)) for row in rows], events)
+    refused = delivery.refused()
+    if refused:
+        raise redis.ResponseError(
+            f"xadd refused for {len(refused)} outbox rows: {delivery.xadds[refused[0]]}"
+        )
+    if delivery.effects_error is not None:
+        logger.warning(
+            "outbox relay: cache effects failed (the worker applies them): %s", delivery.effects_error
+        )
+    elif delivery.effects is not None:
+        for event, error in delivery.effects.failed():
+            logger.warning(
+                "outbox relay: effect failed: event_id=%s type=%s error=%s", event.id, event.type, error
+            )
+
+
+def outbox_rows_before(moment, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Are there outbox rows (sent or not) recorded before `moment`? Locked rows count."""
+    from core.models import OutboxEvent  # see record()
+
+    return OutboxEvent.objects.using(using).filter(created_at__lte=moment).exists()
 
 
 def outbox_backlog(using: str = DEFAULT_DB_ALIAS, limit: int = 100_000) -> int:
@@ -116,7 +168,7 @@ def outbox_backlog(using: str = DEFAULT_DB_ALIAS, limit: int = 100_000) -> int:
     if not ids:
         return 0
     try:
-        marked = cache_client().smismember(sent_key(), ids)
+        marked = events_client().smismember(sent_key(), ids)
     except redis.RedisError:
         return len(ids)
     return sum(1 for sent in marked if not sent)

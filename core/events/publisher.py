@@ -4,10 +4,13 @@
 are atomic). It records the event in the outbox in that transaction (`core.events.outbox`) and
 buffers it. When the transaction commits, every event that survived (a rolled-back savepoint drops
 its own) goes to its stream in one pipelined round trip, which also marks the outbox rows sent and
-carries the events' direct cache effects (`core.events.registry.apply`, read-your-writes). The commit
-path never goes back to the database: the relay (`relay_outbox`, beat) deletes sent rows in bulk and
-publishes the unsent ones. So if Redis is down, or the process dies after the commit, the rows stay
-unsent and the relay publishes them later. A rolled-back transaction leaves neither a row nor an event.
+carries the events' direct cache effects (`core.events.registry.apply`, read-your-writes); two round
+trips, events first, when the cache and the events live on two servers (`core.events.roundtrip`).
+The commit path never goes back to the database: the relay (`relay_outbox`, run by every worker's
+consumer) deletes sent rows in bulk and publishes the unsent ones. So if Redis is down, or the
+process dies after the commit, the rows stay unsent and a relay publishes them later; a living
+process that failed to send drains them itself in the background and reads from the database
+meanwhile (`core.events.recovery`). A rolled-back transaction leaves neither a row nor an event.
 """
 
 import logging
@@ -21,16 +24,19 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 import core.events.outbox as outbox
 from core import metrics
-from core.caching.breaker import breaker
-from core.connections import cache_client
+from core.caching.breaker import RedisBreaker, breaker
+from core.connections import events_client, roles_shared
 from core.events.event import Event
-from core.events.registry import apply, registry
-from core.events.streams import EVENT_FIELD, stream_name
+from core.events.recovery import recovery
+from core.events.registry import registry
+from core.events.roundtrip import deliver
+from core.events.streams import stream_name
 
 logger = logging.getLogger("core.events")
 
-# Set when a send failed in this process: the next successful send drains the outbox too.
-_relay_needed = False
+# The events server's own breaker when it is not the cache's: a failed send skips Redis for a
+# moment. Recovery holds the cache's open (for reads) while this process has unsent events.
+events_breaker = RedisBreaker()
 
 
 @dataclass(slots=True)
@@ -100,71 +106,67 @@ def _flush(connection, using: str) -> None:
 
 
 def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
-    """XADD `items` and mark their outbox rows sent, in one pipelined round trip that also carries
-    their direct cache effects (EVENTS_APPLY_ON_COMMIT). Returns how many were sent. Never raises for
-    Redis trouble: unsent items stay in the outbox for the relay. An effect that fails is only logged:
-    the worker applies every event again."""
-    global _relay_needed
-    if not breaker.available():
-        _relay_needed = True
-        metrics.EVENTS_OUTBOXED.inc(len(items))
+    """XADD `items` and mark their outbox rows sent, with their direct cache effects
+    (EVENTS_APPLY_ON_COMMIT): one pipelined round trip when the cache and the events share a
+    server, two (events first) when they do not (`core.events.roundtrip`). Returns how many were
+    sent. Never raises for Redis trouble: unsent items stay in the outbox, and this process enters
+    recovery (`core.events.recovery`): it reads from the database until it has sent them and
+    applied their effects itself. An effect that fails is only logged: the worker applies every
+    event again."""
+    events = [item.event for item in items]
+    gate = _breaker()
+    if not gate.available(ignore_hold=True):  # held = recovering: new events still go straight out
+        _outboxed(items, using)
         return 0
-    client = cache_client()
-    pipe = client.pipeline(transaction=False)
-    effects = None
-    if settings.EVENTS_APPLY_ON_COMMIT:
-        effects = apply(pipe, [item.event for item in items if registry.handles(item.event.type)])
-    first = len(pipe)
-    for item in items:
-        pipe.xadd(
-            item.stream,
-            {EVENT_FIELD: item.payload},
-            maxlen=settings.EVENTS_STREAM_MAXLEN,
-            approximate=True,
-        )
-    outbox.mark_sent(pipe, [item.outbox_id for item in items])
     try:
-        results = pipe.execute(raise_on_error=False)
+        delivery = deliver(
+            [(item.stream, item.payload) for item in items],
+            events if settings.EVENTS_APPLY_ON_COMMIT else None,
+            [item.outbox_id for item in items],
+            handlers=registry,
+            queue_marks=outbox.mark_sent,
+        )
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        breaker.failure(exc, "xadd", items[0].stream)
-        _relay_needed = True
-        metrics.EVENTS_OUTBOXED.inc(len(items))
+        gate.failure(exc, "xadd", items[0].stream)
+        _outboxed(items, using)
         return 0
-    breaker.success()
-    xadds = results[first : first + len(items)]
-    refused = [item for item, result in zip(items, xadds, strict=True) if isinstance(result, Exception)]
-    for item, result in zip(items, xadds, strict=True):
-        if not isinstance(result, Exception):
+    gate.success()
+    refused = [items[index] for index in delivery.refused()]
+    for index, item in enumerate(items):
+        if not isinstance(delivery.xadds[index], Exception):
             metrics.EVENTS_PUBLISHED.labels(item.stream).inc()
     if refused:
         logger.error(
             "xadd refused, left in the outbox for the relay: %s",
-            next(r for r in xadds if isinstance(r, Exception)),
+            next(r for r in delivery.xadds if isinstance(r, Exception)),
         )
-        outbox.unmark_sent(client, [item.outbox_id for item in refused])  # marked in the same pipeline
-    if effects is not None:
-        effects.collect(results)
-        for event, error in effects.failed():
+        try:
+            outbox.unmark_sent(events_client(), [item.outbox_id for item in refused])  # same pipeline
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            logger.warning("could not take back sent marks (the relay may skip them): %s", exc)
+        recovery.note_unsent([item.event for item in refused], using)
+    if delivery.effects_error is not None:
+        logger.warning("apply-on-commit effects failed (cache unreachable): %s", delivery.effects_error)
+        recovery.note_unsent(events, using)
+    elif delivery.effects is not None:
+        for event, error in delivery.effects.failed():
             logger.warning(
                 "apply-on-commit effect failed (the worker will retry): event_id=%s type=%s error=%s",
                 event.id,
                 event.type,
                 error,
             )
-    if _relay_needed and not refused:
-        _drain_after_outage(using)
+    if not refused and recovery.recovering:
+        recovery.redis_answered(using)
     return len(items) - len(refused)
 
 
-def _drain_after_outage(using: str) -> None:
-    global _relay_needed
-    _relay_needed = False
-    try:
-        # One batch, not the whole backlog: this runs on some request's commit. Beat does the rest.
-        relayed = outbox.relay_outbox(min_age_seconds=0, using=using, max_batches=1)
-    except Exception:
-        _relay_needed = True
-        logger.exception("outbox drain after a Redis outage failed; the beat relay will retry")
-        return
-    if relayed:
-        logger.info("redis is back: relayed %d outbox events", relayed)
+def _breaker() -> RedisBreaker:
+    """The cache's breaker when the events share its server (one server, one opinion), else the
+    events server's own."""
+    return breaker if roles_shared() else events_breaker
+
+
+def _outboxed(items: Sequence[Outgoing], using: str) -> None:
+    metrics.EVENTS_OUTBOXED.inc(len(items))
+    recovery.note_unsent([item.event for item in items], using)
