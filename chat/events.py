@@ -17,6 +17,9 @@ MESSAGE_DELETED = "message.deleted"
 
 MESSAGE_TYPES = (MESSAGE_CREATED, MESSAGE_UPDATED, MESSAGE_DELETED)
 
+# A user left a conversation (or was removed): their open sockets on it close (4403).
+PARTICIPANT_REMOVED = "participant.removed"
+
 
 def message_created(message: dict[str, Any]) -> Event:
     return Event(MESSAGE_CREATED, message["version"], {"message": message})
@@ -30,3 +33,7 @@ def message_deleted(message_id: int, conversation_id: int) -> Event:
     return Event(
         MESSAGE_DELETED, FINAL_VERSION, {"message_id": message_id, "conversation_id": conversation_id}
     )
+
+
+def participant_removed(conversation_id: int, user_id: int) -> Event:
+    return Event(PARTICIPANT_REMOVED, FINAL_VERSION, {"conversation_id": conversation_id, "user_id": user_id})

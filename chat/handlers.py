@@ -4,8 +4,11 @@ Idempotent and version-aware by construction: the cache's Lua scripts ignore ver
 have, never resurrect a deleted message, and never create a list from a single event.
 """
 
+from collections.abc import Sequence
+
 import redis
 
+from accounts import sockets
 from chat import events
 from chat.cache import ConversationMessagesCache
 from core.events import Event, EventHandler, registry
@@ -25,5 +28,25 @@ class MessageHandler(EventHandler):
             conversations.add_message(pipe, event.data["message"])
 
 
+class ParticipantHandler(EventHandler):
+    """participant.removed has no cache effect; in the worker it closes the user's sockets on that
+    conversation (through their per-user group: the consumer checks the conversation id)."""
+
+    event_types = (events.PARTICIPANT_REMOVED,)
+
+    def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
+        return None
+
+    def after_batch(self, batch: Sequence[Event]) -> None:
+        sockets.send_to_groups(
+            (
+                sockets.user_group(event.data["user_id"]),
+                {"type": "chat.removed", "conversation_id": event.data["conversation_id"]},
+            )
+            for event in batch
+        )
+
+
 def register() -> None:
     registry.register(MessageHandler())
+    registry.register(ParticipantHandler())

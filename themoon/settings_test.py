@@ -21,3 +21,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not :memory:, so that subprocesses started by tests (worker, web) see the test data.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".run/test-{os.getpid()}.sqlite3")}  # noqa: F405
     (BASE_DIR / ".run").mkdir(exist_ok=True)  # noqa: F405
+
+# Throttles stay out of the way of the rest of the suite; tests/test_throttles.py sets low rates.
+for _rate in (
+    "THROTTLE_LOGIN_ACCOUNT_RATE",
+    "THROTTLE_LOGIN_ADDRESS_RATE",
+    "THROTTLE_TOKEN_MINT_RATE",
+    "THROTTLE_WS_TICKET_RATE",
+    "THROTTLE_WRITE_RATE",
+    "THROTTLE_WS_MESSAGE_RATE",
+):
+    globals()[_rate] = "1000000/s"

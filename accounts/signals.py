@@ -1,0 +1,69 @@
+"""Receivers at the edge: each turns a change that ends access into an event (accounts/events.py).
+
+Connected in AccountsConfig.ready(). A deleted token publishes `token.revoked`. A saved user whose
+password changed (any `set_password` + `save`; not a hash upgrade) loses every token and publishes
+`user.password_changed`; one that became inactive publishes `user.deactivated`; a new username
+publishes `user.updated`. Bulk `QuerySet.update()` sends no signal: it is seen only when the cached
+entry expires (AUTH_TOKEN_CACHE_SECONDS), so deactivate and rename users with `save()`.
+"""
+
+from django.contrib.auth.hashers import is_password_usable
+from django.db.models.signals import post_delete, post_save, pre_save
+
+from accounts import events, tokens
+from accounts.models import AppUser, AuthToken
+from core.events import publish
+
+# The fields whose change ends or alters access; a save naming none of them is not looked at.
+WATCHED = frozenset({"password", "is_active", "username"})
+
+
+def token_deleted(*, instance: AuthToken, using: str, **kwargs) -> None:
+    publish(events.token_revoked(instance.pk, instance.user_id, instance.digest), events.DOMAIN, using)
+
+
+def user_saving(*, instance: AppUser, raw: bool, using: str, update_fields=None, **kwargs) -> None:
+    """Remember what the row held before this save (one SELECT, only for saves that may change it)."""
+    instance._access_before = None
+    if raw or instance._state.adding or instance.pk is None:
+        return
+    if update_fields is not None and not WATCHED.intersection(update_fields):
+        return
+    instance._access_before = (
+        AppUser.objects.using(using).filter(pk=instance.pk).values_list(*sorted(WATCHED)).first()
+    )
+
+
+def user_saved(*, instance: AppUser, created: bool, using: str, **kwargs) -> None:
+    before = getattr(instance, "_access_before", None)
+    instance._access_before = None
+    if created or before is None:
+        return
+    is_active, password, username = before  # sorted(WATCHED)
+    if _password_changed(instance, password):
+        tokens.revoke_all(instance.pk)
+        publish(events.user_password_changed(instance.pk), events.DOMAIN, using)
+    if is_active and not instance.is_active:
+        publish(events.user_deactivated(instance.pk), events.DOMAIN, using)
+    if instance.username != username:
+        publish(events.user_updated(instance.pk, instance.username), events.DOMAIN, using)
+
+
+def _password_changed(user: AppUser, before: str) -> bool:
+    """set_password() was called (Django's own test: a hash upgrade on login clears `_password`, and
+    is no change), or the password was made unusable."""
+    if user._password is not None:
+        return True
+    return user.password != before and not is_password_usable(user.password)
+
+
+RECEIVERS = [
+    (post_delete, AuthToken, token_deleted),
+    (pre_save, AppUser, user_saving),
+    (post_save, AppUser, user_saved),
+]
+
+
+def connect() -> None:
+    for signal, sender, receiver in RECEIVERS:
+        signal.connect(receiver, sender=sender, dispatch_uid=f"accounts.{receiver.__name__}")
