@@ -77,6 +77,8 @@ class _LocalCopies:
         self._lock = threading.Lock()
 
     def get(self, digest: str) -> _Local | None:
+        if settings.AUTH_TOKEN_LOCAL_CACHE_SECONDS <= 0:
+            return None
         found = self._by_digest.get(digest)
         return found if found is not None and found.until > time.monotonic() else None
 
