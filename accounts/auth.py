@@ -10,11 +10,33 @@ A token resolves through a cache (accounts/credentials.py): no database query pe
 from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
-from accounts.credentials import resolve
+from accounts.credentials import Credential, active_user, resolve, resolve_digest
 from accounts.models import AppUser
-from accounts.tokens import issue_token, revoke_token
+from accounts.sockets import ACCESS_ENDED, send_to_groups, token_group, user_group
+from accounts.throttles import allow_frame
+from accounts.tickets import redeem_ticket
+from accounts.tokens import digest_of, issue_token, revoke_token
 
-__all__ = ["api_auth", "bearer", "issue_token", "revoke_token", "token_id_of", "user_for_token"]
+# The door other apps use (chat's consumer and handlers): nothing else of accounts is imported.
+__all__ = [
+    "ACCESS_ENDED",
+    "Credential",
+    "active_user",
+    "allow_frame",
+    "api_auth",
+    "bearer",
+    "digest_of",
+    "issue_token",
+    "redeem_ticket",
+    "resolve",
+    "resolve_digest",
+    "revoke_token",
+    "send_to_groups",
+    "token_group",
+    "token_id_of",
+    "user_for_token",
+    "user_group",
+]
 
 
 def user_for_token(token: str | None) -> AppUser | None:

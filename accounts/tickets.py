@@ -18,13 +18,16 @@ from django.conf import settings
 from core import codec
 from core.caching import CacheKeyBuilder, ttl_ms
 from core.connections import cache_client
+from core.errors import ServiceError
 
 _keys = CacheKeyBuilder("accounts")
 MAX_TICKET_LENGTH = 100
 
 
-class TicketsUnavailable(RuntimeError):
-    """Redis could not store the ticket."""
+class TicketsUnavailable(ServiceError):
+    """Redis could not store the ticket (503: try again)."""
+
+    status = 503
 
 
 class Ticket(NamedTuple):
@@ -43,7 +46,7 @@ def issue_ticket(user_id: int, token_digest: str | None) -> str:
     try:
         cache_client().set(_key(ticket), value, px=ttl_ms(settings.AUTH_WS_TICKET_SECONDS))
     except redis.RedisError as exc:
-        raise TicketsUnavailable(str(exc)) from exc
+        raise TicketsUnavailable("tickets are unavailable right now; try again") from exc
     return ticket
 
 

@@ -8,7 +8,7 @@ closed at once with 4403 (4401 without credentials), because a close before the 
 reaches the client as a bare HTTP 403 with no code. Database and Redis calls run in a thread pool,
 never on the event loop.
 
-Access that ends closes the socket, through the event pipeline (accounts.sockets): the socket joins
+Access that ends closes the socket, through the event pipeline (accounts.auth): the socket joins
 its user's group and its token's; a revoked token, a deactivated user or a password change closes it
 with 4401, leaving the conversation (participant.removed) with 4403, once the worker handles the
 event. A user's chat frames are throttled (THROTTLE_WS_MESSAGE_RATE): over it, an `error` frame with
@@ -29,7 +29,17 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from accounts import credentials, sockets, throttles, tickets, tokens
+from accounts.auth import (
+    Credential,
+    active_user,
+    allow_frame,
+    digest_of,
+    redeem_ticket,
+    resolve,
+    resolve_digest,
+    token_group,
+    user_group,
+)
 from chat import queries, services
 from chat.cache import ConversationMessagesCache, OnlineStatusCache, TypingIndicatorCache
 from chat.payloads import message_payload
@@ -83,9 +93,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user, self.token_id = credential.user, credential.token_id
         # Join the groups through which access ends before checking access again: an event
         # committed after the check below then reaches this socket (accounts/handlers.py).
-        self.access_groups = [sockets.user_group(self.user.pk)]
+        self.access_groups = [user_group(self.user.pk)]
         if self.token_id is not None:
-            self.access_groups.append(sockets.token_group(self.token_id))
+            self.access_groups.append(token_group(self.token_id))
         for access_group in self.access_groups:
             await self.channel_layer.group_add(access_group, self.channel_name)
         if await off_loop(self._revoked_meanwhile)():
@@ -124,32 +134,32 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     _token_digest: str | None = None
 
-    def _authenticate(self) -> credentials.Credential | None:
+    def _authenticate(self) -> Credential | None:
         """The socket's credential (blocking: run off the loop)."""
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         if query.get("ticket"):
-            ticket = tickets.redeem_ticket(query["ticket"][0])
+            ticket = redeem_ticket(query["ticket"][0])
             if ticket is None:
                 return None
             if ticket.token_digest is None:
-                user = credentials.active_user(ticket.user_id)
-                return credentials.Credential(user, None) if user is not None else None
+                user = active_user(ticket.user_id)
+                return Credential(user, None) if user is not None else None
             self._token_digest = ticket.token_digest
-            return credentials.resolve_digest(ticket.token_digest, fresh=True)
+            return resolve_digest(ticket.token_digest, fresh=True)
         token = self._token(query)
         if token:
-            credential = credentials.resolve(token)
+            credential = resolve(token)
             if credential is not None:
-                self._token_digest = tokens.digest_of(token)
+                self._token_digest = digest_of(token)
             return credential
         user = self.scope.get("user")
-        return credentials.Credential(user, None) if user is not None and user.is_authenticated else None
+        return Credential(user, None) if user is not None and user.is_authenticated else None
 
     def _revoked_meanwhile(self) -> bool:
         """Look again, past this process's copy: token revoked or user deactivated since?"""
         if self._token_digest is not None:
-            return credentials.resolve_digest(self._token_digest, fresh=True) is None
-        return credentials.active_user(self.user.pk) is None
+            return resolve_digest(self._token_digest, fresh=True) is None
+        return active_user(self.user.pk) is None
 
     def _token(self, query: dict[str, list[str]]) -> str | None:
         for offered in self.scope.get("subprotocols") or []:
@@ -191,7 +201,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_message(self, frame: dict[str, Any]) -> None:
         body = services.validate_body(frame.get("body"))
-        allowed, retry_after = await off_loop(throttles.allow_frame)(self.user.pk)
+        allowed, retry_after = await off_loop(allow_frame)(self.user.pk)
         if not allowed:
             await self.send_json(
                 {"type": "error", "error": "too many messages; slow down", "retry_after": retry_after}

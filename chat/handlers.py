@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import redis
 
-from accounts import sockets
+from accounts.auth import send_to_groups, user_group
 from chat import events
 from chat.cache import ConversationMessagesCache
 from core.events import Event, EventHandler, registry
@@ -38,9 +38,9 @@ class ParticipantHandler(EventHandler):
         return None
 
     def after_batch(self, batch: Sequence[Event]) -> None:
-        sockets.send_to_groups(
+        send_to_groups(
             (
-                sockets.user_group(event.data["user_id"]),
+                user_group(event.data["user_id"]),
                 {"type": "chat.removed", "conversation_id": event.data["conversation_id"]},
             )
             for event in batch
