@@ -6,8 +6,9 @@ class AccountsConfig(AppConfig):
     verbose_name = "themoon accounts"
 
     def ready(self) -> None:
-        from accounts import events, signals
+        from accounts import events, handlers, signals
         from core.events import register_domain
 
         register_domain(events.DOMAIN)
         signals.connect()
+        handlers.register()

@@ -22,11 +22,18 @@ class AppUser(AbstractUser):
 
 
 class AuthToken(models.Model):
-    """A bearer token for non-browser clients (API and WebSocket). Only its SHA-256 is stored."""
+    """A bearer token for non-browser clients (API and WebSocket). Only its SHA-256 is stored.
+
+    It works until `expires_at` (AUTH_TOKEN_TTL_DAYS after it was issued), until its owner revokes
+    it, or until the owner's password changes (every token of the user is deleted then).
+    `last_used_at` is written at most once a minute (accounts/tokens.py), never per request.
+    """
 
     user = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="auth_tokens")
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "feed_authtoken"

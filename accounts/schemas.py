@@ -1,5 +1,7 @@
 """Request and response shapes of the auth routes (validated by pydantic, documented in OpenAPI)."""
 
+from datetime import datetime
+
 from ninja import Schema
 
 from core.validation import text_field
@@ -22,3 +24,23 @@ class TokenOut(Schema):
     token: str
     token_type: str = "bearer"
     user: UserOut
+
+
+class PasswordChange(Schema):
+    current_password: Password
+    new_password: Password
+
+
+class TokenInfo(Schema):
+    """A token as its owner sees it in the list: never the secret."""
+
+    id: int
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime
+    current: bool
+
+
+class TicketOut(Schema):
+    ticket: str
+    expires_in: int

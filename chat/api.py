@@ -8,7 +8,7 @@ from typing import Annotated
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Query, Router, Status
+from ninja import Path, Query, Router, Status
 from ninja.errors import HttpError
 
 from accounts.auth import api_auth
@@ -67,6 +67,19 @@ def list_messages(
 def send_message(request: HttpRequest, conversation_id: ConversationId, data: MessageIn):
     message = services.send_message(request.auth, conversation_id, data.body)
     return Status(201, message_payload(message))
+
+
+@router.delete(
+    "/conversations/{conversation_id}/participants/{user_id}",
+    response={204: None, 403: ErrorOut, 404: ErrorOut},
+)
+def remove_participant(
+    request: HttpRequest, conversation_id: ConversationId, user_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+):
+    """Leave a conversation (`user_id` is your own id; nobody removes somebody else). Your open
+    sockets on it close with 4403 once the worker handles the event."""
+    services.remove_participant(request.auth, conversation_id, user_id)
+    return Status(204, None)
 
 
 @router.post("/conversations/{conversation_id}/read", response={200: ReadOut, 400: ErrorOut, 404: ErrorOut})

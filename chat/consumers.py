@@ -1,15 +1,24 @@
 """The chat WebSocket: one connection per user and conversation, at ws/chat/<conversation_id>/.
 
-Authentication: the session (browsers), or a token as `?token=` or `Authorization: Bearer` (other
-clients). Only participants may join: anyone else is accepted and closed at once with 4403 (4401
-without credentials), because a close before the handshake completes reaches the client as a bare
-HTTP 403 with no code. Database and Redis calls run in a thread pool, never on the event loop.
+Authentication, best first: a single-use ticket (`?ticket=`, from POST /api/auth/ws-ticket); the
+token as a subprotocol (`Sec-WebSocket-Protocol: themoon.v1, bearer.<token>`: the server answers
+`themoon.v1`, never the token); the session (browsers); `Authorization: Bearer`; `?token=` (kept for
+old clients; redacted from the access log). Only participants may join: anyone else is accepted and
+closed at once with 4403 (4401 without credentials), because a close before the handshake completes
+reaches the client as a bare HTTP 403 with no code. Database and Redis calls run in a thread pool,
+never on the event loop.
+
+Access that ends closes the socket, through the event pipeline (accounts.auth): the socket joins
+its user's group and its token's; a revoked token, a deactivated user or a password change closes it
+with 4401, leaving the conversation (participant.removed) with 4403, once the worker handles the
+event. A user's chat frames are throttled (THROTTLE_WS_MESSAGE_RATE): over it, an `error` frame with
+`retry_after` (seconds), and the connection stays.
 
 Frames are JSON objects with a `type`.
 - client -> server: `message` {body}, `typing` {typing: true|false, default true}, `ping`.
 - server -> client: `history` {messages} and `online` {user_ids} on connect; `message` {message};
   `typing` {user_id, username, typing}; `presence` {user_id, username, online}; `pong`;
-  `error` {error} for a frame we can't use (the connection stays open).
+  `error` {error[, retry_after]} for a frame we can't use (the connection stays open).
 """
 
 import logging
@@ -20,7 +29,17 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from accounts.auth import user_for_token
+from accounts.auth import (
+    Credential,
+    active_user,
+    allow_frame,
+    digest_of,
+    redeem_ticket,
+    resolve,
+    resolve_digest,
+    token_group,
+    user_group,
+)
 from chat import queries, services
 from chat.cache import ConversationMessagesCache, OnlineStatusCache, TypingIndicatorCache
 from chat.payloads import message_payload
@@ -30,6 +49,8 @@ logger = logging.getLogger("chat.consumers")
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_A_PARTICIPANT = 4403
+SUBPROTOCOL = "themoon.v1"
+BEARER_SUBPROTOCOL_PREFIX = "bearer."
 
 messages_cache = ConversationMessagesCache()
 presence = OnlineStatusCache()
@@ -53,6 +74,7 @@ def group_name(conversation_id: int) -> str:
 
 class ChatConsumer(AsyncWebsocketConsumer):
     user = None
+    token_id = None
     joined = False
     is_typing = False
 
@@ -61,13 +83,28 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
         self.group = group_name(self.conversation_id)
-        self.user = await self._authenticate()
-        await self.accept()
-        if self.user is None:
+        self.access_groups: list[str] = []
+        credential = await off_loop(self._authenticate)()
+        offered = self.scope.get("subprotocols") or []
+        await self.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        if credential is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user, self.token_id = credential.user, credential.token_id
+        # Join the groups through which access ends before checking access again: an event
+        # committed after the check below then reaches this socket (accounts/handlers.py).
+        self.access_groups = [user_group(self.user.pk)]
+        if self.token_id is not None:
+            self.access_groups.append(token_group(self.token_id))
+        for access_group in self.access_groups:
+            await self.channel_layer.group_add(access_group, self.channel_name)
+        if await off_loop(self._revoked_meanwhile)():
+            await self._leave_access_groups()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         members = await off_loop(queries.participant_ids)(self.conversation_id)
         if self.user.pk not in members:
+            await self._leave_access_groups()
             await self.close(code=CLOSE_NOT_A_PARTICIPANT)
             return
         self.joined = True
@@ -80,6 +117,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._broadcast_presence(online=True)
 
     async def disconnect(self, code: int) -> None:
+        await self._leave_access_groups()
         if not self.joined:
             return
         self.joined = False
@@ -89,20 +127,49 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not still_online:
             await self._broadcast_presence(online=False)
 
-    async def _authenticate(self):
-        token = self._token()
-        if token:
-            return await off_loop(user_for_token)(token)
-        user = self.scope.get("user")
-        return user if user is not None and user.is_authenticated else None
+    async def _leave_access_groups(self) -> None:
+        groups, self.access_groups = getattr(self, "access_groups", []), []
+        for access_group in groups:
+            await self.channel_layer.group_discard(access_group, self.channel_name)
 
-    def _token(self) -> str | None:
+    _token_digest: str | None = None
+
+    def _authenticate(self) -> Credential | None:
+        """The socket's credential (blocking: run off the loop)."""
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
-        if query.get("token"):
-            return query["token"][0]
+        if query.get("ticket"):
+            ticket = redeem_ticket(query["ticket"][0])
+            if ticket is None:
+                return None
+            if ticket.token_digest is None:
+                user = active_user(ticket.user_id)
+                return Credential(user, None) if user is not None else None
+            self._token_digest = ticket.token_digest
+            return resolve_digest(ticket.token_digest, fresh=True)
+        token = self._token(query)
+        if token:
+            credential = resolve(token)
+            if credential is not None:
+                self._token_digest = digest_of(token)
+            return credential
+        user = self.scope.get("user")
+        return Credential(user, None) if user is not None and user.is_authenticated else None
+
+    def _revoked_meanwhile(self) -> bool:
+        """Look again, past this process's copy: token revoked or user deactivated since?"""
+        if self._token_digest is not None:
+            return resolve_digest(self._token_digest, fresh=True) is None
+        return active_user(self.user.pk) is None
+
+    def _token(self, query: dict[str, list[str]]) -> str | None:
+        for offered in self.scope.get("subprotocols") or []:
+            if offered.startswith(BEARER_SUBPROTOCOL_PREFIX):
+                return offered[len(BEARER_SUBPROTOCOL_PREFIX) :]
         for name, value in self.scope.get("headers", []):
             if name == b"authorization" and value[:7].lower() == b"bearer ":
                 return value[7:].decode("latin1").strip()
+        if query.get("token"):
+            return query["token"][0]
         return None
 
     # --- frames from the client ------------------------------------------------------------------
@@ -134,6 +201,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_message(self, frame: dict[str, Any]) -> None:
         body = services.validate_body(frame.get("body"))
+        allowed, retry_after = await off_loop(allow_frame)(self.user.pk)
+        if not allowed:
+            await self.send_json(
+                {"type": "error", "error": "too many messages; slow down", "retry_after": retry_after}
+            )
+            return
         message = await off_loop(services.send_message)(self.user, self.conversation_id, body)
         await self.channel_layer.group_send(
             self.group, {"type": "chat.message", "message": message_payload(message)}
@@ -176,6 +249,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_presence(self, event: dict[str, Any]) -> None:
         if event["user_id"] != self.user.pk:
             await self.send_json(_frame("presence", event, "user_id", "username", "online"))
+
+    async def auth_ended(self, event: dict[str, Any]) -> None:
+        """Our token was revoked, or our user deactivated or given a new password (accounts)."""
+        await self._end(f"access ended: {event.get('reason', 'credentials revoked')}", CLOSE_UNAUTHENTICATED)
+
+    async def chat_removed(self, event: dict[str, Any]) -> None:
+        """Our user left (or was removed from) a conversation: this socket's, or another one's."""
+        if event["conversation_id"] == self.conversation_id:
+            await self._end("you are no longer in this conversation", CLOSE_NOT_A_PARTICIPANT)
+
+    async def _end(self, error: str, code: int) -> None:
+        """Stop delivering at once (leave every group), say why, close."""
+        await self._leave_access_groups()
+        if self.joined:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.send_error(error)
+        await self.close(code=code)
 
     # --- helpers ---------------------------------------------------------------------------------
 

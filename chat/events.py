@@ -22,6 +22,9 @@ MESSAGE_DELETED = "message.deleted"
 
 MESSAGE_TYPES = (MESSAGE_CREATED, MESSAGE_UPDATED, MESSAGE_DELETED)
 
+# A user left a conversation (or was removed): their open sockets on it close (4403).
+PARTICIPANT_REMOVED = "participant.removed"
+
 
 def message_created(message: dict[str, Any], conversation_version: int | None) -> Event:
     data = {"message": message, "conversation_version": conversation_version}
@@ -46,3 +49,7 @@ def conversation_version(event: Event) -> int | None:
     """The conversation version a message event carries (None: unknown, the window is voided)."""
     version = event.data.get("conversation_version")
     return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def participant_removed(conversation_id: int, user_id: int) -> Event:
+    return Event(PARTICIPANT_REMOVED, FINAL_VERSION, {"conversation_id": conversation_id, "user_id": user_id})

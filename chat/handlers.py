@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import redis
 
+from accounts.auth import send_to_groups, user_group
 from accounts.events import USER_TYPES
 from chat import events, queries
 from chat.cache import ConversationMessagesCache
@@ -55,6 +56,26 @@ class SenderRenamedHandler(EventHandler):
             pipe.execute()
 
 
+class ParticipantHandler(EventHandler):
+    """participant.removed has no cache effect; in the worker it closes the user's sockets on that
+    conversation (through their per-user group: the consumer checks the conversation id)."""
+
+    event_types = (events.PARTICIPANT_REMOVED,)
+
+    def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
+        return None
+
+    def after_batch(self, batch: Sequence[Event]) -> None:
+        send_to_groups(
+            (
+                user_group(event.data["user_id"]),
+                {"type": "chat.removed", "conversation_id": event.data["conversation_id"]},
+            )
+            for event in batch
+        )
+
+
 def register() -> None:
     registry.register(MessageHandler())
     registry.register(SenderRenamedHandler())
+    registry.register(ParticipantHandler())

@@ -14,7 +14,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from chat.models import Conversation, Message, Participant
-from core.errors import InvalidInput, NotFound
+from core.errors import Forbidden, InvalidInput, NotFound
 from core.validation import storable_text
 
 MAX_PARTICIPANTS = 100
@@ -26,6 +26,10 @@ class ConversationNotFound(NotFound):
 
 class InvalidChatInput(InvalidInput):
     """Input a client must fix (400)."""
+
+
+class ConversationForbidden(Forbidden):
+    """Something a participant may not do in their conversation (403)."""
 
 
 def validate_body(body: object) -> str:
@@ -68,11 +72,26 @@ def create_conversation(creator, participant_ids: Iterable[int], title: str = ""
 def send_message(sender, conversation_id: int, body: object) -> Message:
     """Save a message from a participant; its event updates the cache once the transaction commits."""
     body = validate_body(body)
-    # The membership check and the insert need no common transaction: nobody leaves a conversation.
+    # The membership check and the insert share no transaction: a participant who leaves meanwhile
+    # may land one last message, which is no more than they could have sent a moment earlier.
     # (Unread counts never include one's own messages, so the sender's read marker stays put.)
     if not Participant.objects.filter(conversation_id=conversation_id, user_id=sender.pk).exists():
         raise ConversationNotFound(f"conversation {conversation_id} not found")
     return Message.objects.create(conversation_id=conversation_id, sender=sender, body=body)
+
+
+def remove_participant(actor, conversation_id: int, user_id: int) -> None:
+    """Take `user_id` out of the conversation. Only participants may leave, themselves: there is no
+    owner role (a conversation records no creator), so nobody removes somebody else. Their open
+    sockets on it close (participant.removed, 4403); the conversation and its messages stay.
+    Raises ConversationNotFound (not in it, or someone else) and leaves others' existence hidden."""
+    if user_id != actor.pk:
+        _membership(conversation_id, actor.pk)  # 404 for a stranger; 403 for a fellow participant
+        raise ConversationForbidden("a participant can only remove themself")
+    with transaction.atomic():
+        deleted, _ = Participant.objects.filter(conversation_id=conversation_id, user_id=user_id).delete()
+    if not deleted:
+        raise ConversationNotFound(f"conversation {conversation_id} not found")
 
 
 def edit_message(editor, message_id: int, body: object) -> Message:

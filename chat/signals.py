@@ -8,7 +8,7 @@ event does to the cache lives in chat/handlers.py.
 from django.db.models.signals import post_delete, post_save
 
 from chat import events
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, Participant
 from chat.payloads import message_payload
 from core.events import publish
 
@@ -29,9 +29,14 @@ def message_deleted(*, instance: Message, using: str, **kwargs) -> None:
     publish(event, events.DOMAIN, using)
 
 
+def participant_deleted(*, instance: Participant, using: str, **kwargs) -> None:
+    publish(events.participant_removed(instance.conversation_id, instance.user_id), events.DOMAIN, using)
+
+
 RECEIVERS = [
     (post_save, Message, message_saved),
     (post_delete, Message, message_deleted),
+    (post_delete, Participant, participant_deleted),
 ]
 
 

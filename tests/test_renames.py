@@ -79,9 +79,9 @@ def test_one_app_registers_one_handler_per_type(redis_client):
         handlers.register(OtherChatLike())
 
 
-def test_user_updated_is_handled_by_chat_and_feed():
+def test_user_updated_is_handled_by_accounts_chat_and_feed():
     apps = {type(h).__module__.split(".")[0] for h in registry.handlers_for(accounts_events.USER_UPDATED)}
-    assert apps == {"chat", "feed"}
+    assert apps == {"accounts", "chat", "feed"}  # accounts drops its cached token -> user resolution
 
 
 # --- the receiver ----------------------------------------------------------------------------------

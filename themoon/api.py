@@ -8,13 +8,16 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 
 from accounts.api import router as accounts_router
+from accounts.throttles import write_throttles
 from chat.api import router as chat_router
 from core.errors import ServiceError
 from core.http import require_json_bodies
 from feed.api import router as feed_router
 from ops.api import router as ops_router
 
-api = NinjaAPI(title="themoon", version="1.0", urls_namespace="api")
+# Every unsafe request of an authenticated user counts against THROTTLE_WRITE_RATE (429 + Retry-After);
+# the auth routes carry their own throttles (accounts/throttles.py).
+api = NinjaAPI(title="themoon", version="1.0", urls_namespace="api", throttle=write_throttles)
 require_json_bodies(api)  # 415 for a body that is not application/json (login CSRF)
 api.add_router("/", ops_router)
 api.add_router("/", accounts_router)

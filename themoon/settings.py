@@ -323,6 +323,29 @@ BEAT_RECLAIM_SECONDS = env_float("BEAT_RECLAIM_SECONDS", 30.0)
 BEAT_WARM_POSTS_SECONDS = env_float("BEAT_WARM_POSTS_SECONDS", 300.0)
 BEAT_WARM_FEEDS_SECONDS = env_float("BEAT_WARM_FEEDS_SECONDS", 300.0)
 
+# --- Authentication, tokens and throttles -------------------------------------------------
+# A bearer token works this many days after it was issued (then 401; list them: GET /api/auth/tokens).
+AUTH_TOKEN_TTL_DAYS = env_int("AUTH_TOKEN_TTL_DAYS", 30)
+# A token's last use is written to the database at most once per this many seconds.
+AUTH_TOKEN_TOUCH_SECONDS = env_int("AUTH_TOKEN_TOUCH_SECONDS", 60)
+# Token -> user resolution, cached in Redis (invalidated by events) and in each process for this
+# long: a revoked token, a deactivated user, a changed password stop working in every process within
+# AUTH_TOKEN_LOCAL_CACHE_SECONDS of the commit (at once in the process that made the change). 0 = off.
+AUTH_TOKEN_CACHE_SECONDS = env_int("AUTH_TOKEN_CACHE_SECONDS", 300)
+AUTH_TOKEN_LOCAL_CACHE_SECONDS = env_float("AUTH_TOKEN_LOCAL_CACHE_SECONDS", 2.0)
+AUTH_TOKEN_LOCAL_CACHE_SIZE = env_int("AUTH_TOKEN_LOCAL_CACHE_SIZE", 10_000)
+# A WebSocket ticket (POST /api/auth/ws-ticket) is single-use and lives this long.
+AUTH_WS_TICKET_SECONDS = env_int("AUTH_WS_TICKET_SECONDS", 30)
+
+# Rates are "<count>/<period>", a period being s, m, h or d with an optional multiple ("10/5m").
+# Counted in Redis (Django's cache); with Redis down every throttle lets requests through.
+THROTTLE_LOGIN_ACCOUNT_RATE = env_str("THROTTLE_LOGIN_ACCOUNT_RATE", "10/5m")  # per username
+THROTTLE_LOGIN_ADDRESS_RATE = env_str("THROTTLE_LOGIN_ADDRESS_RATE", "60/5m")  # per client address
+THROTTLE_TOKEN_MINT_RATE = env_str("THROTTLE_TOKEN_MINT_RATE", "20/h")  # tokens per account
+THROTTLE_WS_TICKET_RATE = env_str("THROTTLE_WS_TICKET_RATE", "60/m")  # tickets per user
+THROTTLE_WRITE_RATE = env_str("THROTTLE_WRITE_RATE", "120/m")  # HTTP writes per user
+THROTTLE_WS_MESSAGE_RATE = env_str("THROTTLE_WS_MESSAGE_RATE", "60/m")  # chat frames per user
+
 # --- API and chat ---------------------------------------------------------------------------
 API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 50)
 CHAT_MESSAGE_MAX_LENGTH = env_int("CHAT_MESSAGE_MAX_LENGTH", 4000)
@@ -344,6 +367,26 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "core.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    # Credentials never reach a log line: `token=` / `ticket=` query values are redacted from the
+    # web server's access and WebSocket lines (uvicorn.access, uvicorn.error) and from our own.
+    "filters": {"redact_credentials": {"()": "accounts.redaction.RedactCredentials"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_credentials"],
+        },
+        "access": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_credentials"],
+            "stream": "ext://sys.stdout",
+        },
+    },
+    "loggers": {
+        # Configured here, these replace uvicorn's own handlers (Django configures logging after uvicorn).
+        "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"filters": ["redact_credentials"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

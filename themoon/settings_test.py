@@ -28,3 +28,14 @@ STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.s
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = BASE_DIR / ".run" / "static"  # noqa: F405 (empty; WhiteNoise warns when it is missing)
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+
+# Throttles stay out of the way of the rest of the suite; tests/test_throttles.py sets low rates.
+for _rate in (
+    "THROTTLE_LOGIN_ACCOUNT_RATE",
+    "THROTTLE_LOGIN_ADDRESS_RATE",
+    "THROTTLE_TOKEN_MINT_RATE",
+    "THROTTLE_WS_TICKET_RATE",
+    "THROTTLE_WRITE_RATE",
+    "THROTTLE_WS_MESSAGE_RATE",
+):
+    globals()[_rate] = "1000000/s"
