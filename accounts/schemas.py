@@ -1,7 +1,10 @@
 """Request and response shapes of the auth routes (validated by pydantic, documented in OpenAPI)."""
 
+from datetime import datetime
+
 from ninja import Schema
 
+from core.pagination import PageOut
 from core.validation import text_field
 
 Username = text_field(min_length=1, max_length=150)
@@ -22,3 +25,16 @@ class TokenOut(Schema):
     token: str
     token_type: str = "bearer"
     user: UserOut
+
+
+class PublicUserOut(Schema):
+    """What anyone signed in may see of a user (GET /api/me, lookup, search)."""
+
+    id: int
+    username: str
+    bio: str
+    date_joined: datetime
+
+
+class UserSearchPage(PageOut):
+    items: list[PublicUserOut]

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 
 from accounts.api import router as accounts_router
+from accounts.api import users_router
 from chat.api import router as chat_router
 from core.errors import ServiceError
 from core.http import require_json_bodies
@@ -18,6 +19,7 @@ api = NinjaAPI(title="themoon", version="1.0", urls_namespace="api")
 require_json_bodies(api)  # 415 for a body that is not application/json (login CSRF)
 api.add_router("/", ops_router)
 api.add_router("/", accounts_router)
+api.add_router("/", users_router)
 api.add_router("/", feed_router)
 api.add_router("/", chat_router)
 
