@@ -6,16 +6,29 @@ password, 404 not your token, 409 username taken, 429 too many attempts (with Re
 503 tickets unavailable (Redis down).
 """
 
+from typing import Annotated
+
 from django.conf import settings
 from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
 from django.http import HttpRequest
-from ninja import Router, Status
+from ninja import Path, Query, Router, Status
 from ninja.errors import HttpError
 
-from accounts import services, throttles, tickets, tokens
+from accounts import queries, services, throttles, tickets, tokens
 from accounts.auth import api_auth, bearer, issue_token, revoke_token, token_id_of
-from accounts.schemas import Credentials, PasswordChange, TicketOut, TokenInfo, TokenOut, UserOut
+from accounts.schemas import (
+    Credentials,
+    PasswordChange,
+    PublicUserOut,
+    TicketOut,
+    TokenInfo,
+    TokenOut,
+    UserOut,
+    UserSearchPage,
+)
+from core.pagination import CursorParam, SizeParam, decode_cursor, encode_cursor, page_size
 from core.schemas import ErrorOut
+from core.validation import text_field
 
 router = Router(tags=["auth"])
 
@@ -116,3 +129,45 @@ def create_ws_ticket(request: HttpRequest):
         digest = tokens.digest_of(request.headers["Authorization"].split(" ", 1)[1].strip())
     ticket = tickets.issue_ticket(request.auth.pk, digest)  # TicketsUnavailable: 503
     return {"ticket": ticket, "expires_in": settings.AUTH_WS_TICKET_SECONDS}
+
+
+# --- finding people ---------------------------------------------------------------------------
+
+users_router = Router(tags=["users"], auth=api_auth)
+
+SearchText = text_field(min_length=1, max_length=150)
+
+
+@users_router.get("/me", response={200: PublicUserOut, **_ERRORS})
+def me(request: HttpRequest):
+    """The signed-in user (session or bearer token)."""
+    return request.auth
+
+
+@users_router.get("/usernames/{username}", response={200: PublicUserOut, **_ERRORS})
+def user_by_username(request: HttpRequest, username: Annotated[SearchText, Path()]):
+    """An active user by exact username (case-sensitive); 404 if there is none."""
+    found = queries.user_by_username(username)
+    if found is None:
+        raise HttpError(404, "user not found")
+    return found
+
+
+@users_router.get("/users", response={200: UserSearchPage, **_ERRORS})
+def search_users(
+    request: HttpRequest,
+    prefix: Annotated[SearchText, Query(description="username prefix, any case")],
+    cursor: str | None = CursorParam,
+    size: int = SizeParam,
+):
+    """Active users whose username starts with `prefix` (case-insensitive), in username order."""
+    size, position = page_size(size), decode_cursor(cursor, name=str, id=int)
+    after = None if position is None else (position["name"], position["id"])
+    rows = queries.search_by_prefix(prefix, after, size + 1)
+    more = len(rows) > size
+    rows = rows[:size]
+    last = rows[-1] if more else None
+    return {
+        "items": [{key: row[key] for key in queries.PUBLIC_FIELDS} for row in rows],
+        "next": None if last is None else encode_cursor({"name": last["name"], "id": last["id"]}),
+    }

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from ninja import Schema
 
+from core.pagination import PageOut
 from core.validation import text_field
 
 Username = text_field(min_length=1, max_length=150)
@@ -44,3 +45,16 @@ class TokenInfo(Schema):
 class TicketOut(Schema):
     ticket: str
     expires_in: int
+
+
+class PublicUserOut(Schema):
+    """What anyone signed in may see of a user (GET /api/me, lookup, search)."""
+
+    id: int
+    username: str
+    bio: str
+    date_joined: datetime
+
+
+class UserSearchPage(PageOut):
+    items: list[PublicUserOut]

@@ -4,11 +4,8 @@ A conversation the caller is not in answers 404, exactly like one that does not 
 refusals (core.errors.ServiceError) are answered by the API's one exception handler.
 """
 
-from typing import Annotated
-
-from django.conf import settings
 from django.http import HttpRequest
-from ninja import Path, Query, Router, Status
+from ninja import Query, Router, Status
 from ninja.errors import HttpError
 
 from accounts.auth import api_auth
@@ -16,16 +13,18 @@ from chat import queries, selectors, services
 from chat.cache import CAP
 from chat.payloads import message_payload
 from chat.schemas import (
-    MAX_ID,
     ConversationId,
     ConversationIn,
     ConversationOut,
+    MessageId,
     MessageIn,
     MessageOut,
     MessagePage,
     ReadIn,
     ReadOut,
+    UserId,
 )
+from core.pagination import CursorParam, decode_cursor, encode_cursor, page_size
 from core.schemas import ErrorOut
 
 router = Router(tags=["chat"], auth=api_auth)
@@ -49,22 +48,24 @@ def create_conversation(request: HttpRequest, data: ConversationIn):
 def list_messages(
     request: HttpRequest,
     conversation_id: ConversationId,
-    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    limit: int | None = None,
+    cursor: str | None = CursorParam,
+    size: int = Query(CAP, ge=1, description="page size, capped at API_PAGE_SIZE_MAX"),
 ):
-    """The newest page comes from the cache; pass `before` (a page's `next_before`) for older ones."""
-    limit = min(CAP, settings.API_PAGE_SIZE_MAX) if limit is None else limit
-    if not 1 <= limit <= settings.API_PAGE_SIZE_MAX:
-        raise HttpError(400, f"limit must be between 1 and {settings.API_PAGE_SIZE_MAX}")
+    """Newest page first (from the cache), oldest message first within a page; pass `next` back
+    as `cursor` for the next older page (from the database by keyset)."""
+    size, position = page_size(size), decode_cursor(cursor, before=int)
     if not queries.is_participant(conversation_id, request.auth.pk):
         raise HttpError(404, f"conversation {conversation_id} not found")
-    return selectors.message_page(conversation_id, before, limit)
+    page = selectors.message_page(conversation_id, None if position is None else position["before"], size)
+    before = page["next_before"]
+    return {"items": page["messages"], "next": None if before is None else encode_cursor({"before": before})}
 
 
 @router.post(
     "/conversations/{conversation_id}/messages", response={201: MessageOut, 400: ErrorOut, 404: ErrorOut}
 )
 def send_message(request: HttpRequest, conversation_id: ConversationId, data: MessageIn):
+    """Send a message: the conversation's connected sockets get it as a `message` frame."""
     message = services.send_message(request.auth, conversation_id, data.body)
     return Status(201, message_payload(message))
 
@@ -73,12 +74,31 @@ def send_message(request: HttpRequest, conversation_id: ConversationId, data: Me
     "/conversations/{conversation_id}/participants/{user_id}",
     response={204: None, 403: ErrorOut, 404: ErrorOut},
 )
-def remove_participant(
-    request: HttpRequest, conversation_id: ConversationId, user_id: Annotated[int, Path(ge=1, le=MAX_ID)]
-):
+def remove_participant(request: HttpRequest, conversation_id: ConversationId, user_id: UserId):
     """Leave a conversation (`user_id` is your own id; nobody removes somebody else). Your open
     sockets on it close with 4403 once the worker handles the event."""
     services.remove_participant(request.auth, conversation_id, user_id)
+
+
+@router.patch(
+    "/conversations/{conversation_id}/messages/{message_id}",
+    response={200: MessageOut, 400: ErrorOut, 404: ErrorOut},
+)
+def edit_message(
+    request: HttpRequest, conversation_id: ConversationId, message_id: MessageId, data: MessageIn
+):
+    """Edit one of your messages: the conversation's sockets get an `edited` frame."""
+    message = services.edit_message(request.auth, message_id, data.body, conversation_id)
+    return message_payload(message)
+
+
+@router.delete(
+    "/conversations/{conversation_id}/messages/{message_id}",
+    response={204: None, 400: ErrorOut, 404: ErrorOut},
+)
+def delete_message(request: HttpRequest, conversation_id: ConversationId, message_id: MessageId):
+    """Delete one of your messages: the conversation's sockets get a `deleted` frame."""
+    services.delete_message(request.auth, message_id, conversation_id)
     return Status(204, None)
 
 

@@ -15,10 +15,15 @@ event. A user's chat frames are throttled (THROTTLE_WS_MESSAGE_RATE): over it, a
 `retry_after` (seconds), and the connection stays.
 
 Frames are JSON objects with a `type`.
-- client -> server: `message` {body}, `typing` {typing: true|false, default true}, `ping`.
+- client -> server: `message` {body}, `edit` {message_id, body}, `delete` {message_id} (one's own
+  messages in this conversation), `typing` {typing: true|false, default true}, `ping`.
 - server -> client: `history` {messages} and `online` {user_ids} on connect; `message` {message};
-  `typing` {user_id, username, typing}; `presence` {user_id, username, online}; `pong`;
-  `error` {error[, retry_after]} for a frame we can't use (the connection stays open).
+  `edited` {message}; `deleted` {message_id, conversation_id}; `typing` {user_id, username,
+  typing}; `presence` {user_id, username, online}; `pong`; `error` {error[, retry_after]} for a frame we
+  can't use (the connection stays open).
+
+`message`, `edited` and `deleted` reach the room from chat/broadcast.py after the write commits,
+whether it came from a frame here or from the HTTP API: this consumer never sends them itself.
 """
 
 import logging
@@ -41,8 +46,8 @@ from accounts.auth import (
     user_group,
 )
 from chat import queries, services
+from chat.broadcast import group_name
 from chat.cache import ConversationMessagesCache, OnlineStatusCache, TypingIndicatorCache
-from chat.payloads import message_payload
 from core.errors import NotFound, ServiceError
 
 logger = logging.getLogger("chat.consumers")
@@ -65,11 +70,6 @@ def off_loop(fn):
     every call by close_old_connections (returned to the process's pool when pooling is on).
     """
     return database_sync_to_async(fn, thread_sensitive=False)
-
-
-def group_name(conversation_id: int) -> str:
-    # Channel-layer group names may not contain ':', so never reuse a cache key here.
-    return f"chat_{conversation_id}"
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -207,13 +207,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 {"type": "error", "error": "too many messages; slow down", "retry_after": retry_after}
             )
             return
-        message = await off_loop(services.send_message)(self.user, self.conversation_id, body)
-        await self.channel_layer.group_send(
-            self.group, {"type": "chat.message", "message": message_payload(message)}
-        )
+        await off_loop(services.send_message)(self.user, self.conversation_id, body)
         if self.is_typing:  # a sent message ends the typing; skip the round trip when there was none
             self.is_typing = False
             await off_loop(typists.clear_typing)(self.conversation_id, self.user.pk)
+
+    async def on_edit(self, frame: dict[str, Any]) -> None:
+        body = services.validate_body(frame.get("body"))
+        message_id = _message_id(frame)
+        try:
+            await off_loop(services.edit_message)(self.user, message_id, body, self.conversation_id)
+        except NotFound:  # not one of our messages here: the conversation itself is still ours
+            await self.send_error(f"message {message_id} not found")
+
+    async def on_delete(self, frame: dict[str, Any]) -> None:
+        message_id = _message_id(frame)
+        try:
+            await off_loop(services.delete_message)(self.user, message_id, self.conversation_id)
+        except NotFound:
+            await self.send_error(f"message {message_id} not found")
 
     async def on_typing(self, frame: dict[str, Any]) -> None:
         active = self.is_typing = frame.get("typing", True) is not False
@@ -235,12 +247,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await off_loop(presence.mark_online)(self.user.pk, self.channel_name)
         await self.send_json({"type": "pong"})
 
-    frame_handlers = {"message": on_message, "typing": on_typing, "ping": on_ping}
+    frame_handlers = {
+        "message": on_message,
+        "edit": on_edit,
+        "delete": on_delete,
+        "typing": on_typing,
+        "ping": on_ping,
+    }
 
     # --- events from the group -------------------------------------------------------------------
 
     async def chat_message(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "message", "message": event["message"]})
+
+    async def chat_edited(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "edited", "message": event["message"]})
+
+    async def chat_deleted(self, event: dict[str, Any]) -> None:
+        await self.send_json(_frame("deleted", event, "message_id", "conversation_id"))
 
     async def chat_typing(self, event: dict[str, Any]) -> None:
         if event["user_id"] != self.user.pk:  # your own typing is no news to you
@@ -294,6 +318,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_A_PARTICIPANT)
         else:
             await self.send_error(str(exc))
+
+
+def _message_id(frame: dict[str, Any]) -> int:
+    """A frame's `message_id`: a positive 64-bit integer, or the client's error to fix."""
+    value = frame.get("message_id")
+    if type(value) is not int or not 1 <= value < 2**63:
+        raise services.InvalidChatInput("message_id must be a positive integer")
+    return value
 
 
 def _frame(kind: str, event: dict[str, Any], *fields: str) -> dict[str, Any]:

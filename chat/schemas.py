@@ -5,12 +5,15 @@ from typing import Annotated
 
 from ninja import Field, Path, Schema
 
+from core.pagination import PageOut
 from core.validation import StorableText
 
 # Ids are positive 64-bit integers: anything else is a 422, never a database error.
 MAX_ID = 2**63 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 ConversationId = Annotated[int, Path(ge=1, le=MAX_ID)]
+MessageId = Annotated[int, Path(ge=1, le=MAX_ID)]
+UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class Member(Schema):
@@ -55,6 +58,5 @@ class ReadOut(Schema):
     last_read_message_id: int
 
 
-class MessagePage(Schema):
-    messages: list[MessageOut]
-    next_before: int | None
+class MessagePage(PageOut):
+    items: list[MessageOut]

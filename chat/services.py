@@ -13,7 +13,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from chat import broadcast
 from chat.models import Conversation, Message, Participant
+from chat.payloads import message_payload
 from core.errors import Forbidden, InvalidInput, NotFound
 from core.validation import storable_text
 
@@ -77,7 +79,10 @@ def send_message(sender, conversation_id: int, body: object) -> Message:
     # (Unread counts never include one's own messages, so the sender's read marker stays put.)
     if not Participant.objects.filter(conversation_id=conversation_id, user_id=sender.pk).exists():
         raise ConversationNotFound(f"conversation {conversation_id} not found")
-    return Message.objects.create(conversation_id=conversation_id, sender=sender, body=body)
+    with transaction.atomic():
+        message = Message.objects.create(conversation_id=conversation_id, sender=sender, body=body)
+        broadcast.message_created(message_payload(message))
+    return message
 
 
 def remove_participant(actor, conversation_id: int, user_id: int) -> None:
@@ -94,23 +99,35 @@ def remove_participant(actor, conversation_id: int, user_id: int) -> None:
         raise ConversationNotFound(f"conversation {conversation_id} not found")
 
 
-def edit_message(editor, message_id: int, body: object) -> Message:
-    """Change a message's body (its sender only); message.updated replaces it in the cache."""
-    body = validate_body(body)
-    with transaction.atomic():
-        message = Message.objects.select_related("sender").filter(pk=message_id, sender=editor).first()
-        if message is None:
-            raise ConversationNotFound(f"message {message_id} not found")
-        message.body, message.edited_at = body, timezone.now()
-        message.save(update_fields=["body", "edited_at"])
+def _own_message(user, message_id: int, conversation_id: int | None) -> Message:
+    messages = Message.objects.select_related("sender").filter(pk=message_id, sender=user)
+    if conversation_id is not None:
+        messages = messages.filter(conversation_id=conversation_id)
+    message = messages.select_for_update(of=("self",)).first()
+    if message is None:
+        raise ConversationNotFound(f"message {message_id} not found")
     return message
 
 
-def delete_message(user, message_id: int) -> None:
-    """Delete a message (its sender only); message.deleted removes it from the cache for good."""
-    deleted, _ = Message.objects.filter(pk=message_id, sender=user).delete()
-    if not deleted:
-        raise ConversationNotFound(f"message {message_id} not found")
+def edit_message(editor, message_id: int, body: object, conversation_id: int | None = None) -> Message:
+    """Change a message's body (its sender only; in `conversation_id` when given); message.updated
+    replaces it in the cache, and the room's sockets get an `edited` frame after commit."""
+    body = validate_body(body)
+    with transaction.atomic():
+        message = _own_message(editor, message_id, conversation_id)
+        message.body, message.edited_at = body, timezone.now()
+        message.save(update_fields=["body", "edited_at"])
+        broadcast.message_edited(message_payload(message))
+    return message
+
+
+def delete_message(user, message_id: int, conversation_id: int | None = None) -> None:
+    """Delete a message (its sender only; in `conversation_id` when given); message.deleted removes
+    it from the cache for good, and the room's sockets get a `deleted` frame after commit."""
+    with transaction.atomic():
+        message = _own_message(user, message_id, conversation_id)
+        message.delete()
+        broadcast.message_deleted(message.conversation_id, message_id)
 
 
 def mark_read(user, conversation_id: int, message_id: int | None = None) -> int:

@@ -5,26 +5,27 @@ in accounts/api.py. Errors are JSON `{"detail": ...}`: 400/422 bad input, 401 un
 not allowed, 404 missing, 409 conflict.
 """
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from ninja import Path, Query, Router, Status
+from ninja import Path, Router, Status
 from ninja.errors import HttpError
 
 from accounts.auth import api_auth
 from core.caching import CacheSerializer
+from core.pagination import CursorParam, SizeParam, decode_cursor, encode_cursor, page_size
 from core.schemas import ErrorOut
 from feed import selectors, services
 from feed.payloads import comment_payload
 from feed.schemas import (
-    MAX_FEED_PAGE,
     MAX_ID,
     CommentIn,
     CommentOut,
     CommentPage,
     FeedOut,
     FollowOut,
+    FollowPage,
     PostIn,
     PostOut,
+    PostPage,
     ProfileOut,
     ReactionIn,
     ReactionOut,
@@ -55,40 +56,77 @@ def _ok_or_404(value, what: str):
 
 PostId = Path(..., ge=1, le=MAX_ID)
 UserId = Path(..., ge=1, le=MAX_ID)
+CommentId = Path(..., ge=1, le=MAX_ID)
 
 
 # --- feed and posts ---------------------------------------------------------------------------
 
 
+def _next(position: dict | None) -> str | None:
+    return None if position is None else encode_cursor(position)
+
+
+def _before(cursor: str | None) -> int | None:
+    position = decode_cursor(cursor, before=int)
+    return None if position is None else position["before"]
+
+
+def _post_for(request: HttpRequest, post_id: int) -> dict:
+    found = _ok_or_404(selectors.post(post_id), "post")
+    return selectors.with_my_reactions(request.auth.pk, [found])[0]
+
+
 @router.get("/feed", auth=auth, response={200: FeedOut, **_ERRORS})
-def get_feed(
-    request: HttpRequest,
-    page: int = Query(1, ge=1, le=MAX_FEED_PAGE),
-    size: int = Query(20, ge=1, description="capped at API_PAGE_SIZE_MAX"),
-):
-    """The posts of the people you follow and your own, newest first."""
-    size = min(size, settings.API_PAGE_SIZE_MAX)
-    items = selectors.feed(request.auth.pk, page, size)
-    next_page = page + 1 if len(items) == size else None
-    return _json({"page": page, "size": size, "next_page": next_page, "items": items})
+def get_feed(request: HttpRequest, cursor: str | None = CursorParam, size: int = SizeParam):
+    """The posts of the people you follow and your own, newest first; pass `next` back as `cursor`.
+
+    When the first page is empty (a new user), `discover` holds popular recent posts instead.
+    """
+    size, before = page_size(size), _before(cursor)
+    items, next_before = selectors.feed_page(request.auth.pk, before, size)
+    discover = []
+    if before is None and not items:
+        discover, _ = selectors.discover(0, size)
+    me = request.auth.pk
+    return _json(
+        {
+            "items": selectors.with_my_reactions(me, items),
+            "next": _next(None if next_before is None else {"before": next_before}),
+            "discover": selectors.with_my_reactions(me, discover) if discover else [],
+        }
+    )
+
+
+@router.get("/discover", auth=auth, response={200: PostPage, **_ERRORS})
+def get_discover(request: HttpRequest, cursor: str | None = CursorParam, size: int = SizeParam):
+    """Popular recent posts from everyone, best first (the ranking is shared and refreshed each minute)."""
+    size, position = page_size(size), decode_cursor(cursor, offset=int)
+    items, next_offset = selectors.discover(0 if position is None else position["offset"], size)
+    return _json(
+        {
+            "items": selectors.with_my_reactions(request.auth.pk, items),
+            "next": _next(None if next_offset is None else {"offset": next_offset}),
+        }
+    )
 
 
 @router.post("/posts", auth=auth, response={201: PostOut, **_ERRORS})
 def create_post(request: HttpRequest, data: PostIn):
     post = services.create_post(request.auth, data.body)
-    return _json(_ok_or_404(selectors.post(post.pk), "post"), status=201)
+    return _json(_post_for(request, post.pk), status=201)
 
 
 @router.get("/posts/{post_id}", auth=auth, response={200: PostOut, **_ERRORS})
 def get_post(request: HttpRequest, post_id: int = PostId):
-    return _json(_ok_or_404(selectors.post(post_id), "post"))
+    """The post with its counts and `my_reaction` (the kind you reacted with, or null)."""
+    return _json(_post_for(request, post_id))
 
 
 @router.patch("/posts/{post_id}", auth=auth, response={200: PostOut, **_ERRORS})
 def update_post(request: HttpRequest, data: PostIn, post_id: int = PostId):
     """Only the author can edit a post."""
     services.update_post(request.auth, post_id, data.body)
-    return _json(_ok_or_404(selectors.post(post_id), "post"))
+    return _json(_post_for(request, post_id))
 
 
 @router.delete("/posts/{post_id}", auth=auth, response={204: None, **_ERRORS})
@@ -125,15 +163,15 @@ def unreact(request: HttpRequest, post_id: int = PostId):
 
 @router.get("/posts/{post_id}/comments", auth=auth, response={200: CommentPage, **_ERRORS})
 def list_comments(
-    request: HttpRequest,
-    post_id: int = PostId,
-    cursor: int = Query(0, ge=0, le=MAX_ID, description="next_cursor of the previous page"),
-    size: int = Query(20, ge=1, description="capped at API_PAGE_SIZE_MAX"),
+    request: HttpRequest, post_id: int = PostId, cursor: str | None = CursorParam, size: int = SizeParam
 ):
-    """Oldest first; pass next_cursor back as cursor for the next page."""
-    size = min(size, settings.API_PAGE_SIZE_MAX)
-    items, next_cursor = _ok_or_404(selectors.comments(post_id, cursor, size), "post")
-    return {"items": items, "next_cursor": next_cursor}
+    """Oldest first; pass `next` back as `cursor` for the next page."""
+    size, position = page_size(size), decode_cursor(cursor, after=int)
+    after = 0 if position is None else position["after"]
+    rows = _ok_or_404(selectors.comments(post_id, after, size + 1), "post")
+    more = len(rows) > size
+    items = rows[:size]
+    return {"items": items, "next": _next({"after": items[-1]["id"]} if more else None)}
 
 
 @router.post("/posts/{post_id}/comments", auth=auth, response={201: CommentOut, **_ERRORS})
@@ -142,12 +180,72 @@ def add_comment(request: HttpRequest, data: CommentIn, post_id: int = PostId):
     return Status(201, comment_payload(comment, author=request.auth.username))
 
 
+@router.patch("/comments/{comment_id}", auth=auth, response={200: CommentOut, **_ERRORS})
+def edit_comment(request: HttpRequest, data: CommentIn, comment_id: int = CommentId):
+    """Only the author can edit a comment."""
+    comment = services.edit_comment(request.auth, comment_id, data.body)
+    return comment_payload(comment)
+
+
+@router.delete("/comments/{comment_id}", auth=auth, response={204: None, **_ERRORS})
+def delete_comment(request: HttpRequest, comment_id: int = CommentId):
+    """Only the author can delete a comment; the post's comment count follows."""
+    services.delete_comment(request.auth, comment_id)
+    return Status(204, None)
+
+
 # --- users ------------------------------------------------------------------------------------
 
 
 @router.get("/users/{user_id}", auth=auth, response={200: ProfileOut, **_ERRORS})
 def get_profile(request: HttpRequest, user_id: int = UserId):
     return _ok_or_404(selectors.profile(user_id, viewer_id=request.auth.pk), "user")
+
+
+@router.get("/users/{user_id}/posts", auth=auth, response={200: PostPage, **_ERRORS})
+def user_posts(
+    request: HttpRequest, user_id: int = UserId, cursor: str | None = CursorParam, size: int = SizeParam
+):
+    """A user's posts, newest first."""
+    size, before = page_size(size), _before(cursor)
+    if not selectors.user_is_active(user_id):
+        raise HttpError(404, "user not found")
+    items, next_before = selectors.posts_by(user_id, before, size)
+    return _json(
+        {
+            "items": selectors.with_my_reactions(request.auth.pk, items),
+            "next": _next(None if next_before is None else {"before": next_before}),
+        }
+    )
+
+
+def _follow_page(user_id: int, direction: str, cursor: str | None, size: int) -> dict:
+    size, before = page_size(size), _before(cursor)
+    if not selectors.user_is_active(user_id):
+        raise HttpError(404, "user not found")
+    rows = selectors.follow_page(user_id, direction, before, size + 1)
+    more = len(rows) > size
+    rows = rows[:size]
+    return {
+        "items": [{"id": row["id"], "username": row["username"]} for row in rows],
+        "next": _next({"before": rows[-1]["follow_id"]} if more else None),
+    }
+
+
+@router.get("/users/{user_id}/followers", auth=auth, response={200: FollowPage, **_ERRORS})
+def followers(
+    request: HttpRequest, user_id: int = UserId, cursor: str | None = CursorParam, size: int = SizeParam
+):
+    """Who follows the user, most recent first."""
+    return _follow_page(user_id, "followers", cursor, size)
+
+
+@router.get("/users/{user_id}/following", auth=auth, response={200: FollowPage, **_ERRORS})
+def following(
+    request: HttpRequest, user_id: int = UserId, cursor: str | None = CursorParam, size: int = SizeParam
+):
+    """Whom the user follows, most recently followed first."""
+    return _follow_page(user_id, "following", cursor, size)
 
 
 @router.post("/users/{user_id}/follow", auth=auth, response={200: FollowOut, 201: FollowOut, **_ERRORS})

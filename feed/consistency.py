@@ -42,6 +42,8 @@ class _PerPostCheck(CacheCheck):
     def run(self, sample: int | None = None) -> CheckResult:
         cache, result = self.cache(), CheckResult(self.name)
         for key, cached in _entries(cache.client, cache.key_pattern(self.suffix)):
+            if sample is not None and result.checked >= sample:
+                break
             expected = self.load(int(_POST.search(key).group(1)))
             result.checked += 1
             if is_tombstone(cached) or cached is None:

@@ -6,12 +6,12 @@ from django.conf import settings
 from ninja import Schema
 from pydantic import Field
 
+from core.pagination import PageOut
 from core.validation import text_field
 from feed.models import Reaction
 
 # Database ids are signed 64-bit: a larger number in a path is a 422, not a database error.
 MAX_ID = 2**63 - 1
-MAX_FEED_PAGE = 1000
 
 
 Body = text_field(strip_whitespace=True, min_length=1, max_length=settings.POST_BODY_MAX_LENGTH)
@@ -37,13 +37,17 @@ class PostOut(Schema):
     updated_at: datetime
     version: int
     counts: Counts
+    my_reaction: str | None = Field(description="the caller's reaction kind, or null")
 
 
-class FeedOut(Schema):
-    page: int
-    size: int
-    next_page: int | None
+class PostPage(PageOut):
     items: list[PostOut]
+
+
+class FeedOut(PostPage):
+    discover: list[PostOut] = Field(
+        description="on the first page of an empty feed: popular recent posts (as GET /api/discover)"
+    )
 
 
 class ReactionIn(Schema):
@@ -70,9 +74,8 @@ class CommentOut(Schema):
     created_at: datetime
 
 
-class CommentPage(Schema):
+class CommentPage(PageOut):
     items: list[CommentOut]
-    next_cursor: int | None
 
 
 # --- users ------------------------------------------------------------------------------------
@@ -86,6 +89,15 @@ class ProfileOut(Schema):
     followers: int
     following: int
     followed_by_me: bool
+
+
+class FollowUserOut(Schema):
+    id: int
+    username: str
+
+
+class FollowPage(PageOut):
+    items: list[FollowUserOut]
 
 
 class FollowOut(Schema):

@@ -14,13 +14,16 @@ import redis
 from core.caching import is_tombstone
 from feed import queries
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
+from feed.discover import DISCOVER_MAX_POSTS, DiscoverCache
 from feed.popularity import tracker
+from feed.warmup import popular_post_ids
 
 logger = logging.getLogger("feed")
 
 details = PostDetailCache()
 counts = ReactionCountsCache()
 feeds = UserFeedCache()
+discover_cache = DiscoverCache()
 
 
 def feed(user_id: int, page: int, size: int) -> list[dict[str, Any]]:
@@ -28,6 +31,78 @@ def feed(user_id: int, page: int, size: int) -> list[dict[str, Any]]:
     tracker.record_user(user_id)  # counted in process: no round trip (feeds to pre-warm)
     items = feeds.get_feed(user_id, page, size, lambda: queries.feed_page(user_id, page, size))
     return with_counts(items)
+
+
+def feed_page(user_id: int, before_id: int | None, size: int) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of the user's feed with counts, and the id to pass as `before_id` for the next page.
+
+    The first page (`before_id` None) is the cached page 1; deeper pages come from the database by
+    keyset (posts older than `before_id`), with counts from their cache. Whether there is a next
+    page is decided on the rows before deleted posts are dropped, so a delete never ends the feed.
+    """
+    if before_id is None:
+        tracker.record_user(user_id)
+        rows = feeds.get_feed(user_id, 1, size, lambda: queries.feed_page(user_id, 1, size))
+        next_before = rows[-1]["id"] if len(rows) == size else None
+    else:
+        rows = queries.feed_before(user_id, before_id, size + 1)
+        next_before = rows[size - 1]["id"] if len(rows) > size else None
+        rows = rows[:size]
+    return with_counts(rows), next_before
+
+
+def posts_by(author_id: int, before_id: int | None, size: int) -> tuple[list[dict[str, Any]], int | None]:
+    """A user's posts with counts, newest first, and the next page's `before_id` (or None)."""
+    rows = queries.posts_by(author_id, before_id, size + 1)
+    next_before = rows[size - 1]["id"] if len(rows) > size else None
+    return with_counts(rows[:size]), next_before
+
+
+def discover(offset: int, size: int) -> tuple[list[dict[str, Any]], int | None]:
+    """Popular recent posts, best first, and the next page's offset (or None).
+
+    The ranked ids come from one short-lived shared entry (a bounded list: `offset` indexes it, no
+    database OFFSET); details and counts through their caches, deleted posts dropped.
+    """
+    ranking = discover_cache.get_ranking(lambda: popular_post_ids(DISCOVER_MAX_POSTS))
+    ids = ranking[offset : offset + size]
+    next_offset = offset + size if offset + size < len(ranking) else None
+    return with_counts(details_many(ids)), next_offset
+
+
+def details_many(post_ids: list[int]) -> list[dict[str, Any]]:
+    """The details of `post_ids` in that order, from the cache with one pipelined read and the
+    database for the misses (filled back version-checked, so a tombstone or a newer write wins).
+    Deleted or missing posts are left out."""
+    if not post_ids:
+        return []
+    keys = {post_id: details.detail_key(post_id) for post_id in post_ids}
+    cached = details.get_many(keys.values())
+    missing = [post_id for post_id, key in keys.items() if key not in cached]
+    loaded = queries.post_details_many(missing) if missing else {}
+    if loaded and details.breaker.available():
+        try:
+            pipe = details.client.pipeline(transaction=False)
+            for detail in loaded.values():
+                details.queue_write(pipe, detail)
+            pipe.execute()
+        except redis.RedisError as exc:  # best effort: a later read misses again
+            logger.warning("detail fill failed: posts=%s error=%s", list(loaded)[:5], exc)
+    result = []
+    for post_id, key in keys.items():
+        detail = cached.get(key) or loaded.get(post_id)
+        if detail is not None and not is_tombstone(detail):
+            result.append(detail)
+    return result
+
+
+def with_my_reactions(user_id: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`items` each with `my_reaction` (the caller's kind, or None), from one query for the page.
+
+    Per caller and request: the shared cache entries (feed pages, details) never hold it.
+    """
+    mine = queries.reactions_of(user_id, [item["id"] for item in items])
+    return [{**item, "my_reaction": mine.get(item["id"])} for item in items]
 
 
 def post(post_id: int) -> dict[str, Any] | None:
@@ -88,11 +163,11 @@ def _fill_counts(keys: dict[int, str], loaded: dict[int, dict[str, Any]]) -> Non
         logger.error("counts fill failed: posts=%s error=%s", list(loaded)[:5], exc)
 
 
-def comments(post_id: int, after_id: int, size: int) -> tuple[list[dict[str, Any]], int | None] | None:
-    """A page of the post's comments from the database, or None if the post is gone."""
+def comments(post_id: int, after_id: int, limit: int) -> list[dict[str, Any]] | None:
+    """Up to `limit` comments after `after_id` from the database, or None if the post is gone."""
     if not post_exists(post_id):
         return None
-    return queries.comments_page(post_id, after_id, size)
+    return queries.comments_after(post_id, after_id, limit)
 
 
 def profile(user_id: int, viewer_id: int | None = None) -> dict[str, Any] | None:
@@ -104,3 +179,11 @@ def profile(user_id: int, viewer_id: int | None = None) -> dict[str, Any] | None
     else:
         found["followed_by_me"] = False
     return found
+
+
+def user_is_active(user_id: int) -> bool:
+    return queries.user_is_active(user_id)
+
+
+def follow_page(user_id: int, direction: str, before_id: int | None, limit: int) -> list[dict[str, Any]]:
+    return queries.follow_page(user_id, direction, before_id, limit)

@@ -94,6 +94,37 @@ def add_comment(user: AbstractUser, post_id: int, body: str) -> Comment:
     return comment
 
 
+def _own_comment(user: AbstractUser, comment_id: int) -> Comment:
+    """The user's comment, its post locked first (the order add_comment and delete_post take)."""
+    comment = Comment.objects.select_related("author").filter(pk=comment_id).first()
+    if comment is None:
+        raise NotFound("comment not found")
+    if comment.author_id != user.pk:
+        raise Forbidden("only the author can change this comment")
+    _lock_post(comment.post_id)
+    return comment
+
+
+def edit_comment(user: AbstractUser, comment_id: int, body: str) -> Comment:
+    """Change a comment's body (its author only). No cache holds comment bodies (pages are read
+    from the database) and the counts do not change, so there is no event to publish."""
+    with transaction.atomic():
+        comment = _own_comment(user, comment_id)
+        comment.body = body
+        if not Comment.objects.filter(pk=comment_id).update(body=body):
+            raise NotFound("comment not found")  # deleted between the read and the lock
+    return comment
+
+
+def delete_comment(user: AbstractUser, comment_id: int) -> None:
+    """Delete a comment (its author only); its comment.deleted event updates the post's counts."""
+    with transaction.atomic():
+        comment = _own_comment(user, comment_id)
+        if not Comment.objects.filter(pk=comment.pk).exists():
+            raise NotFound("comment not found")
+        comment.delete()
+
+
 # --- follows ----------------------------------------------------------------------------------
 
 

@@ -32,14 +32,14 @@ Progress = Callable[[int], None]
 class WarmupResult:
     what: str
     candidates: int = 0
-    written: int = 0
-    skipped: int = 0
+    written: int = 0  # cache keys
+    skipped: int = 0  # posts or feeds whose entries were all current
     seconds: float = 0.0
 
     def __str__(self) -> str:
         return (
             f"{self.what}: {self.candidates} candidates, {self.written} keys written, "
-            f"{self.skipped} skipped (already current), {self.seconds:.2f}s"
+            f"{self.skipped} {self.what} skipped (already current), {self.seconds:.2f}s"
         )
 
 
@@ -83,14 +83,18 @@ def warm_posts(k: int, progress: Progress | None = None) -> WarmupResult:
         posts = Post.objects.filter(pk__in=chunk).select_related("author")
         loaded_details = {post.pk: post_detail(post) for post in posts}
         loaded_stats = queries.post_stats_many(chunk)
-        pipe = details.client.pipeline(transaction=False)
+        pipe, owners = details.client.pipeline(transaction=False), []
         for detail in loaded_details.values():
             details.queue_write(pipe, detail)
+            owners.append(detail["id"])
         for stats in loaded_stats.values():
             counts.queue_write(pipe, stats)
+            owners.append(stats["post_id"])
         outcomes = pipe.execute()
         result.written += sum(1 for outcome in outcomes if outcome == 1)
-        result.skipped += sum(1 for outcome in outcomes if outcome == 0)
+        # Skipped counts posts (both entries already current), not keys.
+        wrote = {post_id for post_id, outcome in zip(owners, outcomes, strict=True) if outcome == 1}
+        result.skipped += len(set(owners) - wrote)
         if progress:
             progress(len(chunk))
     result.seconds = time.perf_counter() - started

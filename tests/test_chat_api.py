@@ -99,30 +99,41 @@ def test_history_first_page_comes_from_the_cache_and_older_pages_from_the_databa
     api = Api(ann)
     path = f"/conversations/{conversation.pk}/messages"
 
-    first = api.get(path, limit=20).json()  # a miss: fills the cache
+    first = api.get(path, size=20).json()  # a miss: fills the cache
     with CaptureQueriesContext(connection) as queries:
-        again = api.get(path, limit=20).json()
+        again = api.get(path, size=20).json()
     assert again == first
     assert not [q for q in queries.captured_queries if "chat_message" in q["sql"]]  # served by Redis
 
-    pages, before = [first], first["next_before"]
-    while before is not None:
-        page = api.get(path, limit=20, before=before).json()
+    pages, cursor = [first], first["next"]
+    while cursor is not None:
+        page = api.get(path, size=20, cursor=cursor).json()
         pages.append(page)
-        before = page["next_before"]
-    assert [m["id"] for p in reversed(pages) for m in p["messages"]] == sent
-    assert [len(p["messages"]) for p in pages] == [20, 20, 20]
+        cursor = page["next"]
+    assert [m["id"] for p in reversed(pages) for m in p["items"]] == sent
+    assert [len(p["items"]) for p in pages] == [20, 20, 20]
 
 
 def test_history_rejects_bad_paging_input(people):
     conversation = make_conversation(people["ann"], people["bob"])
     api = Api(people["ann"])
     path = f"/conversations/{conversation.pk}/messages"
-    assert api.get(path, limit=0).status_code == 400
-    assert "limit" in api.get(path, limit=500).json()["detail"]
-    assert api.get(path, limit="ten").status_code == 422
-    assert api.get(path, before=0).status_code == 422
-    assert api.get(path, before=-4).status_code == 422
+    assert api.get(path, size=0).status_code == 422
+    assert api.get(path, size="ten").status_code == 422
+    for cursor in ("0", "-4", "eyJiZWZvcmUiOjB9x", "eyJhZnRlciI6MX0"):  # not ours, or another route's
+        response = api.get(path, cursor=cursor)
+        assert response.status_code == 400
+        assert "cursor" in response.json()["detail"]
+
+
+def test_history_caps_the_page_size(people, settings):
+    ann, bob = people["ann"], people["bob"]
+    conversation = make_conversation(ann, bob)
+    for i in range(settings.API_PAGE_SIZE_MAX + 5):
+        make_message(conversation, ann, f"m{i}")
+    page = Api(ann).get(f"/conversations/{conversation.pk}/messages", size=500).json()
+    assert len(page["items"]) == settings.API_PAGE_SIZE_MAX
+    assert page["next"] is not None
 
 
 def test_sent_messages_are_read_back_at_once(people):
@@ -130,12 +141,12 @@ def test_sent_messages_are_read_back_at_once(people):
     conversation = make_conversation(ann, bob)
     api = Api(ann)
     path = f"/conversations/{conversation.pk}/messages"
-    assert api.get(path).json() == {"messages": [], "next_before": None}  # the cache is filled (empty)
+    assert api.get(path).json() == {"items": [], "next": None}  # the cache is filled (empty)
     response = api.post(path, {"body": "hello bob"})
     assert response.status_code == 201, response.content
     sent = response.json()
     assert (sent["body"], sent["sender"], sent["version"]) == ("hello bob", "ann", 1)
-    assert Api(bob).get(path).json()["messages"] == [sent]  # written through on commit
+    assert Api(bob).get(path).json()["items"] == [sent]  # written through on commit
     assert ConversationMessagesCache().get_messages(conversation.pk) == [sent]
 
 

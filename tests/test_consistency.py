@@ -73,3 +73,29 @@ def test_conversation_windows_are_checked(transactional_db, redis_client):
     sneaky = Message.objects.filter(conversation=conversation).first()
     models.QuerySet.update(Message.objects.filter(pk=sneaky.pk), body="edited without an event")
     assert len(_results()["conversation lists"].mismatches) == 1
+
+
+def test_sample_bounds_every_kind_of_entry_and_zero_checks_all(transactional_db, redis_client, capsys):
+    from chat.cache import ConversationMessagesCache
+    from chat.services import create_conversation, send_message
+    from feed import selectors
+
+    author = make_user()
+    posts = [make_post(author, body=f"p{i}") for i in range(4)]
+    for post in posts:
+        Reaction.objects.create(user=make_user(), post=post, kind="like")
+        assert selectors.post(post.pk) is not None  # read through: both entries cached
+    for _ in range(3):
+        conversation = create_conversation(author, [make_user().pk])
+        send_message(author, conversation.pk, "hi")
+        ConversationMessagesCache().get_messages(conversation.pk)
+    call_command("check_cache_consistency", "--sample", "2")
+    out = capsys.readouterr().out
+    for kind in ("post details", "reaction counts", "conversation lists"):
+        assert f"{kind}: 2 checked" in out, out
+    call_command("check_cache_consistency", "--sample", "0")
+    out = capsys.readouterr().out
+    assert "post details: 4 checked" in out, out
+    assert "conversation lists: 3 checked" in out, out
+    with pytest.raises(CommandError):
+        call_command("check_cache_consistency", "--sample", "-1")

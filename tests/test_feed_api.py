@@ -203,11 +203,11 @@ def test_comments_are_paged_with_a_cursor(as_bob, alice):
 
     first = as_bob.get(url, {"size": 2}).json()
     assert [c["body"] for c in first["items"]] == bodies[:2]
-    second = as_bob.get(url, {"size": 2, "cursor": first["next_cursor"]}).json()
+    second = as_bob.get(url, {"size": 2, "cursor": first["next"]}).json()
     assert [c["body"] for c in second["items"]] == bodies[2:4]
-    last = as_bob.get(url, {"size": 2, "cursor": second["next_cursor"]}).json()
+    last = as_bob.get(url, {"size": 2, "cursor": second["next"]}).json()
     assert [c["body"] for c in last["items"]] == bodies[4:]
-    assert last["next_cursor"] is None
+    assert last["next"] is None
     assert as_bob.get(f"/api/posts/{post.pk}").json()["counts"]["comments"] == 5
 
 
@@ -215,7 +215,7 @@ def test_comments_refuse_bad_input_and_missing_posts(as_bob, alice):
     post = make_post(alice)
     url = f"/api/posts/{post.pk}/comments"
     assert post_json(as_bob, url, {"body": ""}).status_code == 422
-    assert as_bob.get(url, {"cursor": -1}).status_code == 422
+    assert as_bob.get(url, {"cursor": -1}).status_code == 400
     assert as_bob.get(url, {"size": 0}).status_code == 422
     assert as_bob.get("/api/posts/424242/comments").status_code == 404
     assert post_json(as_bob, "/api/posts/424242/comments", {"body": "x"}).status_code == 404
@@ -273,7 +273,7 @@ def test_feed_holds_followed_and_own_posts_newest_first(as_bob, alice, bob):
         (p.pk for p in posts if p.author_id != carol.pk), reverse=True
     )
     assert body["items"][0]["counts"]["comments"] == 0
-    assert (body["page"], body["size"], body["next_page"]) == (1, 20, None)
+    assert (body["next"], body["discover"]) == (None, [])
     assert_shape(body, FeedOut)
     for item in body["items"]:
         assert_shape(item, PostOut)
@@ -292,19 +292,30 @@ def test_feed_pages_and_caps_size(as_alice, alice):
         make_post(alice, f"p{i}")
     first = as_alice.get("/api/feed", {"size": 3}).json()
     assert [i["body"] for i in first["items"]] == ["p6", "p5", "p4"]
-    assert first["next_page"] == 2
-    third = as_alice.get("/api/feed", {"size": 3, "page": 3}).json()
+    assert first["next"] is not None
+    second = as_alice.get("/api/feed", {"size": 3, "cursor": first["next"]}).json()
+    assert [i["body"] for i in second["items"]] == ["p3", "p2", "p1"]
+    third = as_alice.get("/api/feed", {"size": 3, "cursor": second["next"]}).json()
     assert [i["body"] for i in third["items"]] == ["p0"]
-    assert third["next_page"] is None
+    assert third["next"] is None
+    for i in range(settings.API_PAGE_SIZE_MAX):
+        make_post(alice, f"more{i}")
     capped = as_alice.get("/api/feed", {"size": 10_000}).json()
-    assert capped["size"] == settings.API_PAGE_SIZE_MAX
+    assert len(capped["items"]) == settings.API_PAGE_SIZE_MAX
 
 
-@pytest.mark.parametrize("query", [{"page": 0}, {"page": -3}, {"page": "x"}, {"size": 0}, {"page": 10**9}])
+@pytest.mark.parametrize("query", [{"size": 0}, {"size": -3}, {"size": "x"}, {"cursor": "x" * 600}])
 def test_feed_refuses_bad_paging(as_alice, query):
     response = as_alice.get("/api/feed", query)
     assert response.status_code == 422
     assert "detail" in response.json()
+
+
+@pytest.mark.parametrize("cursor", ["0", "not base64!", "eyJwYWdlIjozfQ", "W10", "eyJiZWZvcmUiOiJ4In0"])
+def test_feed_refuses_cursors_it_did_not_hand_out(as_alice, cursor):
+    response = as_alice.get("/api/feed", {"cursor": cursor})
+    assert response.status_code == 400
+    assert "cursor" in response.json()["detail"]
 
 
 def test_feed_items_carry_current_counts(as_bob, alice, bob):
@@ -389,7 +400,7 @@ def test_fuzzed_writes_never_answer_500(as_alice, body, post_id):
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(page=st.text(max_size=12), size=st.text(max_size=12), cursor=st.text(max_size=12))
 def test_fuzzed_query_strings_never_answer_500(as_alice, page, size, cursor):
-    assert as_alice.get("/api/feed", {"page": page, "size": size}).status_code < 500
+    assert as_alice.get("/api/feed", {"cursor": page, "size": size}).status_code < 500
     assert as_alice.get("/api/posts/1/comments", {"cursor": cursor, "size": size}).status_code < 500
 
 

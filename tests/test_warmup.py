@@ -94,7 +94,7 @@ def test_warm_up_fills_exactly_the_top_k_posts(transactional_db, redis_client, t
     assert {i for i in top if counts.get(counts.counts_key(i)) is not None} == top
     assert result.written == 6  # three details, three counts
     again = warm_posts(3)
-    assert (again.written, again.skipped) == (0, 6), "what is current is not written again"
+    assert (again.written, again.skipped) == (0, 3), "what is current is not written again"
 
 
 def test_warm_up_never_overwrites_a_newer_entry(transactional_db, redis_client, tracker, settings):
@@ -170,6 +170,8 @@ def test_warm_cache_command_reports_a_summary(transactional_db, redis_client, tr
     out = capsys.readouterr().out
     assert "posts: 1 candidates" in out
     assert "keys written" in out
+    call_command("warm_cache", "--posts", "5", "--feeds", "0")
+    assert "1 posts skipped (already current)" in capsys.readouterr().out  # posts, not keys
     assert warm_active_feeds(5)["candidates"] == 1
 
 

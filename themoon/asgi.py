@@ -19,10 +19,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from chat.routing import websocket_urlpatterns  # noqa: E402
 from core.http import asgi_body_limit  # noqa: E402
 from core.redis_roles import check_redis_roles  # noqa: E402
 from themoon.debug_guard import refuse_debug_on_public_bind, uvicorn_bind_host  # noqa: E402
+from themoon.routing import websocket_urlpatterns  # noqa: E402
 
 refuse_debug_on_public_bind(settings.DEBUG, uvicorn_bind_host(sys.argv, os.environ))
 check_redis_roles("web")  # an evicting events Redis refuses the start (core/redis_roles.py)

@@ -1,20 +1,37 @@
 """What operators ask of the streams: their state, and replaying dead letters."""
 
+import time
 from typing import Any
 
 import redis
 from django.conf import settings
 
 from core.events import all_streams, dead_letter_stream
-from core.events.streams import EVENT_FIELD
+from core.events.streams import EVENT_FIELD, consumer_heartbeats
 
 
 def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def consumer_liveness(client: redis.Redis) -> dict[str, dict[str, Any]]:
+    """Every consumer that sent a heartbeat in the last hour: whether it is live (a heartbeat
+    within HEALTH_CONSUMER_IDLE_MS, the rule /api/health uses) and how long ago it was seen."""
+    now_ms = int(time.time() * 1000)
+    beats = client.zrange(consumer_heartbeats(), 0, -1, withscores=True)
+    return {
+        _text(name): {
+            "live": now_ms - int(seen) <= settings.HEALTH_CONSUMER_IDLE_MS,
+            "seen_ms_ago": max(now_ms - int(seen), 0),
+        }
+        for name, seen in beats
+    }
+
+
 def stream_report(client: redis.Redis) -> list[dict[str, Any]]:
-    """Per stream: length, and per group: consumers, pending, lag, last delivered id."""
+    """Per stream: length, and per group: consumers (each live or dead by its heartbeat; one
+    without any is dead), pending, lag, last delivered id."""
+    liveness = consumer_liveness(client)
     report = []
     for stream in all_streams():
         entry: dict[str, Any] = {"stream": stream, "length": client.xlen(stream), "groups": []}
@@ -29,7 +46,12 @@ def stream_report(client: redis.Redis) -> list[dict[str, Any]]:
                 {
                     "name": name,
                     "consumers": [
-                        {"name": _text(c["name"]), "pending": c["pending"], "idle_ms": c["idle"]}
+                        {
+                            "name": _text(c["name"]),
+                            "pending": c["pending"],
+                            "idle_ms": c["idle"],
+                            "live": liveness.get(_text(c["name"]), {}).get("live", False),
+                        }
                         for c in consumers
                     ],
                     "pending": group["pending"],

@@ -6,13 +6,14 @@ from django.core.management.base import BaseCommand
 
 from core.connections import stream_client
 from core.events import outbox_backlog
-from workers.streams_admin import dead_letter_count, replay_dead_letters, stream_report
+from workers.streams_admin import consumer_liveness, dead_letter_count, replay_dead_letters, stream_report
 
 
 class Command(BaseCommand):
     help = (
-        "Print, per event stream: length, consumer groups, consumers, pending entries, lag; "
-        "then the dead-letter count and the outbox backlog. --replay-dead requeues dead letters."
+        "Print, per event stream: length, consumer groups, consumers (live or dead by their "
+        "heartbeats), pending entries, lag; then every consumer seen in the last hour, the "
+        "dead-letter count and the outbox backlog. --replay-dead requeues dead letters."
     )
 
     def add_arguments(self, parser) -> None:
@@ -27,6 +28,7 @@ class Command(BaseCommand):
             return
         report = {
             "streams": stream_report(client),
+            "consumers": consumer_liveness(client),
             "dead_letters": dead_letter_count(client),
             "outbox": outbox_backlog(),
         }
@@ -45,8 +47,16 @@ class Command(BaseCommand):
                 )
                 for consumer in group["consumers"]:
                     self.stdout.write(
-                        f"    {consumer['name']}: pending {consumer['pending']}, "
-                        f"idle {consumer['idle_ms'] / 1000:.1f}s"
+                        f"    {consumer['name']}: {'live' if consumer['live'] else 'dead'}, "
+                        f"pending {consumer['pending']}, idle {consumer['idle_ms'] / 1000:.1f}s"
                     )
+        consumers = report["consumers"]
+        live = sorted(name for name, state in consumers.items() if state["live"])
+        dead = sorted(name for name, state in consumers.items() if not state["live"])
+        self.stdout.write(f"consumers: {len(live)} live, {len(dead)} dead")
+        for name in live + dead:
+            state = consumers[name]
+            status = "live" if state["live"] else "dead"
+            self.stdout.write(f"  {name}: {status}, last heartbeat {state['seen_ms_ago'] / 1000:.1f}s ago")
         self.stdout.write(f"dead letters: {report['dead_letters']}")
         self.stdout.write(f"outbox backlog: {report['outbox']}")
