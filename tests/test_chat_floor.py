@@ -235,7 +235,7 @@ def test_http_and_websocket_history_never_serve_a_deleted_message_after_the_even
     delete_message(bob, newest.pk)
     path = f"/api/conversations/{conversation.pk}/messages"
     http = Client(HTTP_AUTHORIZATION=f"Bearer {issue_token(ann)}")
-    assert [m["id"] for m in http.get(path).json()["messages"]] == [kept.pk]  # filled after the delete
+    assert [m["id"] for m in http.get(path).json()["items"]] == [kept.pk]  # filled after the delete
     redis_client.xadd(stream_name("chat"), {EVENT_FIELD: created_raw})  # a relay duplicate, late
 
     def drained() -> bool:
@@ -245,7 +245,7 @@ def test_http_and_websocket_history_never_serve_a_deleted_message_after_the_even
 
     eventually(drained, timeout=15)
     assert redis_client.exists(cache.messages_key(conversation.pk))  # still cached: the event was judged
-    assert [m["id"] for m in http.get(path).json()["messages"]] == [kept.pk]
+    assert [m["id"] for m in http.get(path).json()["items"]] == [kept.pk]
 
     token = issue_token(bob)
 

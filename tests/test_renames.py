@@ -134,7 +134,7 @@ def test_a_rename_reaches_posts_feeds_and_chat_after_the_pipeline_drains(pipelin
             "post": [as_bob.get(f"/api/posts/{post.pk}").json()["author"]],
             "bob's feed": [item["author"] for item in as_bob.get("/api/feed").json()["items"]],
             "ann's feed": [item["author"] for item in as_ann.get("/api/feed").json()["items"]],
-            "chat": [m["sender"] for m in as_bob.get(history).json()["messages"]],
+            "chat": [m["sender"] for m in as_bob.get(history).json()["items"]],
         }
 
     def everywhere(name: str) -> dict[str, list[str]]:
