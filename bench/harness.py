@@ -63,6 +63,19 @@ def _run_dir():
     return path
 
 
+def settle_namespace(namespace: str, timeout: float = 10.0) -> None:
+    """Wait until fills of `namespace` are stored again after a bump (seed_demo bumps "feed"):
+    for the epoch trust TTL + a margin, reads go to the database (core/caching/namespaces.py)."""
+    from core.caching import GuardedRedis, NamespaceKeys
+
+    keys = NamespaceKeys(namespace, 1, GuardedRedis())
+    deadline = time.monotonic() + timeout
+    while keys.builder() is not None and not keys.settled():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"namespace {namespace} did not settle within {timeout}s")
+        time.sleep(0.05)
+
+
 def per_second(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 

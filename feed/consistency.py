@@ -83,7 +83,8 @@ class ReactionCountsCheck(_PerPostCheck):
 
 
 class FeedPageCheck(CacheCheck):
-    """Sampled: a page is compared only while its stamp is current (otherwise it is dead)."""
+    """Sampled: a page is compared only while its stamp is current (otherwise, or with no stamp at
+    all, it is dead: readers never serve it)."""
 
     name = "feed pages"
 
@@ -97,7 +98,7 @@ class FeedPageCheck(CacheCheck):
                 continue
             user_id, page, size = (int(g) for g in match.groups())
             stamp = cache.client.get(cache.stamp_key(user_id))
-            items = cache.servable_items(cached, stamp.decode() if stamp else "0")
+            items = cache.servable_items(cached, stamp.decode() if stamp else None)  # no stamp: dead
             if items is None:
                 continue
             result.checked += 1

@@ -1,7 +1,11 @@
 """What feed events do to the cache. Registered with the handler registry (core.events) in ready().
 
-All effects are idempotent and version-aware: details and counts are compare-and-set on the
-entity's version, deletes leave a final tombstone, feed invalidation sets a fresh generation.
+All effects are idempotent and version-aware, and none creates a detail or counts entry: an event
+compare-and-sets a present versioned entry, deletes a lease or an absent marker (voiding the fill in
+flight), and leaves an absent key absent; a delete tombstones a present entry (FINAL). However late
+an event comes (reclaimed, a relay duplicate, a replayed dead letter, after its key expired or was
+evicted) it cannot make a reader see an older version than the database: an absent key sends the
+reader to the database. Feed invalidation sets a fresh random stamp (which no stored page matches).
 """
 
 import itertools
@@ -22,7 +26,7 @@ feeds = UserFeedCache()
 
 
 class PostHandler(EventHandler):
-    """post.*: write the detail through (or tombstone it); invalidate the author's own feed now and
+    """post.*: update a present detail (or tombstone it); invalidate the author's own feed now and
     the followers' feeds after the batch (chunked into Celery tasks for large audiences)."""
 
     event_types = events.POST_TYPES
@@ -44,7 +48,7 @@ class PostHandler(EventHandler):
 
 
 class StatsHandler(EventHandler):
-    """reaction.* and comment.*: replace the post's counters with the event's newer snapshot."""
+    """reaction.* and comment.*: replace the post's cached counters with the event's newer snapshot."""
 
     event_types = events.STATS_TYPES
 

@@ -2,23 +2,18 @@
 
 Every function here works with Redis down (the strategies degrade to their loaders) and never
 serves a post whose delete has been applied to the cache: detail and counts read a tombstone as
-gone, and a feed page drops any item whose counts are a tombstone (so a follower stops seeing a
-deleted post as soon as the delete is applied, before the fan-out renews their feed).
+gone, and a feed page drops any item whose counts are a tombstone or whose row is gone (so a
+follower stops seeing a deleted post as soon as the delete is applied, before the fan-out renews
+their feed). Every fill here is a lease-guarded fill from the database (core/caching/strategies.py).
 """
 
-import logging
 from typing import Any
 
-import redis
-
-from core.caching import is_tombstone
 from feed import queries
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.discover import DISCOVER_MAX_POSTS, DiscoverCache
 from feed.popularity import tracker
 from feed.warmup import popular_post_ids
-
-logger = logging.getLogger("feed")
 
 details = PostDetailCache()
 counts = ReactionCountsCache()
@@ -122,45 +117,18 @@ def post_exists(post_id: int) -> bool:
 
 
 def with_counts(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`items` (post details) with their counts: one pipelined read for all of them, one set of
-    queries for the misses, one pipelined version-aware fill. Deleted posts are dropped."""
+    """`items` (post details) with their counts: one pipelined read for all of them; the misses
+    loaded by one set of queries and filled under leases (a fill that raced an event is dropped).
+    Deleted posts are dropped."""
     if not items:
         return []
-    keys = counts.counts_keys([item["id"] for item in items])
-    cached = counts.get_many(keys.values())
-    # A cached null (counts asked for before the post existed) is a miss too.
-    missing = [post_id for post_id, key in keys.items() if cached.get(key) is None]
-    loaded = queries.post_stats_many(missing) if missing else {}
-    if loaded:
-        _fill_counts(keys, loaded)
-    result = []
-    for item in items:
-        stats = cached.get(keys[item["id"]]) or loaded.get(item["id"])
-        if stats is None or is_tombstone(stats):
-            continue
-        result.append({**item, "counts": _public(stats)})
-    return result
+    stats = counts.get_many_counts([item["id"] for item in items], queries.post_stats_many)
+    return [{**item, "counts": _public(stats[item["id"]])} for item in items if stats[item["id"]] is not None]
 
 
 def _public(stats: dict[str, Any]) -> dict[str, Any]:
     """The counters as the API shows them (without the cache's post_id and version)."""
     return {"reactions": stats["reactions"], "comments": stats["comments"]}
-
-
-def _fill_counts(keys: dict[int, str], loaded: dict[int, dict[str, Any]]) -> None:
-    """Cache counts read from the database, compare-and-set on stats_version: a snapshot older than
-    what an event wrote meanwhile, or a tombstone, is kept. Best effort: a failure is a later miss."""
-    if not counts.breaker.available():
-        return
-    try:
-        pipe = counts.client.pipeline(transaction=False)
-        for post_id, stats in loaded.items():
-            counts.queue_set_if_newer(pipe, keys[post_id], stats)
-        pipe.execute()
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        counts.breaker.failure(exc, "fill_counts", next(iter(keys.values())))
-    except redis.RedisError as exc:
-        logger.error("counts fill failed: posts=%s error=%s", list(loaded)[:5], exc)
 
 
 def comments(post_id: int, after_id: int, limit: int) -> list[dict[str, Any]] | None:

@@ -109,15 +109,19 @@ def start_load_and_pause(posts, key, loaded_value):
     return release, thread, outcome
 
 
-def test_fill_that_raced_a_newer_write_is_dropped(posts):
+def test_fill_that_raced_a_newer_write_is_dropped(posts, redis_client):
     key = posts.key("post", 7)
     release, thread, outcome = start_load_and_pause(posts, key, {"id": 7, "body": "old", "version": 1})
-    # While the loader is reading the database, a writer commits version 2 and writes it through.
-    assert posts.set_if_newer(key, {"id": 7, "body": "new", "version": 2}) is True
+    # While the loader is reading the database, a writer commits version 2; its event finds the
+    # fill's lease and voids it (an event never creates an entry).
+    assert posts.update_if_newer(key, {"id": 7, "body": "new", "version": 2}) == -1
     release.set()
     thread.join(5)
     assert outcome["value"] == {"id": 7, "body": "old", "version": 1}  # the caller gets what it loaded
-    assert posts.get(key) == {"id": 7, "body": "new", "version": 2}  # but the cache keeps the write
+    assert redis_client.exists(key) == 0  # but the old value is not stored
+    new = {"id": 7, "body": "new", "version": 2}
+    assert posts.get_or_load(key, lambda: new) == new  # the next reader fills from the database
+    assert posts.get(key) == new
 
 
 def test_fill_that_raced_a_delete_is_dropped(posts, redis_client):

@@ -74,7 +74,7 @@ def test_every_operation_degrades_without_raising(unused_port):
     assert items.set_many({key: 1}) is False
     assert items.get_or_set(key, lambda: "computed") == "computed"
     assert items.get_or_load(key, lambda: {"from": "db"}) == {"from": "db"}
-    assert items.set_if_newer(key, {"version": 1}) is False
+    assert items.update_if_newer(key, {"version": 1}) == 0
     assert items.ttl(key) == -2
 
 

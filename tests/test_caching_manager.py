@@ -111,8 +111,10 @@ def test_bump_namespace_returns_increasing_epochs_and_moves_the_keys():
 
 def test_bump_namespace_epoch_key_has_a_ttl(redis_client):
     CacheManager().bump_namespace("alpha")
-    [key] = list(redis_client.scan_iter(match="themoon:*"))
-    assert redis_client.ttl(key) > 0
+    keys = sorted(redis_client.scan_iter(match="themoon:*"))
+    assert keys == [b"themoon:v1:namespace:alpha:bumped_at", b"themoon:v1:namespace:alpha:generation"]
+    for key in keys:
+        assert redis_client.ttl(key) > 0
 
 
 def test_stats_count_both_epochs_of_a_bumped_namespace(redis_client):
@@ -121,7 +123,7 @@ def test_stats_count_both_epochs_of_a_bumped_namespace(redis_client):
     fill(Alpha(), 10)
     per_namespace = CacheManager().get_stats()["keys_per_namespace"]
     assert per_namespace["alpha"] == 20  # both epochs, until the old one expires
-    assert per_namespace["themoon"] == 1  # the epoch counter itself
+    assert per_namespace["themoon"] == 2  # the epoch counter itself and its bump time
 
 
 def test_clear_namespace_refuses_a_glob():

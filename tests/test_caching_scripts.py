@@ -9,7 +9,7 @@ from chat import events as chat_events
 from chat.cache import ConversationMessagesCache
 from chat.handlers import MessageHandler
 from core.caching import CacheAsideStrategy, LuaScript, WriteThroughCacheStrategy
-from core.caching.scripts import SET_IF_NEWER
+from core.caching.scripts import UPDATE_IF_NEWER
 from tests.test_caching_strategies import RecordingRedis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,8 +21,8 @@ class Rows(CacheAsideStrategy, WriteThroughCacheStrategy):
 
 
 def test_scripts_are_loaded_by_name_from_lua_files():
-    assert SET_IF_NEWER.name == "set_if_newer"
-    assert SET_IF_NEWER.source == (ROOT / "core/caching/lua/set_if_newer.lua").read_text()
+    assert UPDATE_IF_NEWER.name == "update_if_newer"
+    assert UPDATE_IF_NEWER.source == (ROOT / "core/caching/lua/update_if_newer.lua").read_text()
     script = LuaScript.load("window_upsert", directory=ROOT / "chat/lua", prelude=("window",))
     assert script.source.startswith((ROOT / "chat/lua/window.lua").read_text())
 
@@ -30,37 +30,41 @@ def test_scripts_are_loaded_by_name_from_lua_files():
 def test_a_pipeline_sends_evalsha_not_the_source(redis_client):
     rows = Rows()
     recorder = RecordingRedis(connection_pool=redis_client.connection_pool)
+    rows.set(rows.key("a"), {"version": 0})  # present: events update present entries only
     pipe = recorder.pipeline(transaction=False)
-    rows.queue_set_if_newer(pipe, rows.key("a"), {"version": 1})
+    rows.queue_update_if_newer(pipe, rows.key("a"), {"version": 1})
     assert pipe.execute() == [1]
     assert [args[0] for args in recorder.commands] == ["EVALSHA"]
-    assert recorder.commands[0][1] == SET_IF_NEWER.sha
+    assert recorder.commands[0][1] == UPDATE_IF_NEWER.sha
 
 
 def test_a_direct_call_reloads_a_flushed_script(redis_client):
     rows = Rows()
+    rows.set(rows.key("b"), {"version": 1})
     redis_client.script_flush()
-    assert rows.set_if_newer(rows.key("b"), {"version": 2}) is True
+    assert rows.update_if_newer(rows.key("b"), {"version": 2}) == 1
     assert rows.get(rows.key("b")) == {"version": 2}
 
 
 def test_a_pipeline_after_script_flush_loads_the_scripts_and_runs_once_more(redis_client):
     rows = Rows()
+    rows.set_many({rows.key("c"): {"version": 2}, rows.key("d"): {"version": 1}})
     redis_client.script_flush()
     pipe = redis_client.pipeline(transaction=False)
     pipe.set(rows.key("plain"), b"1", px=60_000)
-    rows.queue_set_if_newer(pipe, rows.key("c"), {"version": 3})
+    rows.queue_update_if_newer(pipe, rows.key("c"), {"version": 3})
     rows.queue_tombstone(pipe, rows.key("d"))
     assert pipe.execute(raise_on_error=False) == [True, 1, 1]
     assert rows.get(rows.key("c")) == {"version": 3}
-    assert redis_client.script_exists(SET_IF_NEWER.sha) == [True]
+    assert redis_client.script_exists(UPDATE_IF_NEWER.sha) == [True]
 
 
 def test_a_raising_pipeline_after_script_flush_also_recovers(redis_client):
     rows = Rows()
+    rows.set(rows.key("e"), {"version": 0})
     redis_client.script_flush()
     pipe = redis_client.pipeline(transaction=False)
-    rows.queue_set_if_newer(pipe, rows.key("e"), {"version": 1})
+    rows.queue_update_if_newer(pipe, rows.key("e"), {"version": 1})
     assert pipe.execute() == [1]
 
 

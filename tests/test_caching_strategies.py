@@ -1,5 +1,5 @@
-"""BaseCacheStrategy and the version-aware writes: plain ops, bulk ops, TTL on every key, set_if_newer,
-namespace epochs."""
+"""BaseCacheStrategy and the version-aware writes: plain ops, bulk ops, TTL on every key, update_if_newer
+(events update present entries only, never create one), namespace epochs."""
 
 import time
 
@@ -95,7 +95,7 @@ def test_get_or_set_stores_the_computed_value_once(things, redis_client):
 
 
 def test_every_write_path_leaves_a_ttl(things, redis_client):
-    """set, set_many, get_or_set, set_if_newer, a tombstone, the cache-aside lease and its fill,
+    """set, set_many, get_or_set, update_if_newer, a tombstone, the cache-aside lease and its fill,
     queued pipeline writes and the django cache door: no key without an expiry."""
     written = {}
     things.set(k := things.key("set"), 1)
@@ -106,7 +106,8 @@ def test_every_write_path_leaves_a_ttl(things, redis_client):
     written[k] = 9
     things.get_or_set(k := things.key("gos"), 1)
     written[k] = 120
-    things.set_if_newer(k := things.key("newer"), {"version": 1}, ttl=11)
+    things.set(k := things.key("newer"), {"version": 0})  # a fill: events update present entries only
+    things.update_if_newer(k, {"version": 1}, ttl=11)
     written[k] = 11
     key_seen_during_load = {}
 
@@ -120,9 +121,11 @@ def test_every_write_path_leaves_a_ttl(things, redis_client):
     pipe = redis_client.pipeline(transaction=False)
     things.queue_set(pipe, k := things.key("queued"), 1, ttl=14)
     written[k] = 14
-    things.queue_set_if_newer(pipe, k := things.key("queued-newer"), {"version": 3}, ttl=15)
+    things.set(k := things.key("queued-newer"), {"version": 2})
+    things.queue_update_if_newer(pipe, k, {"version": 3}, ttl=15)
     written[k] = 15
-    things.queue_tombstone(pipe, k := things.key("tomb"), ttl=16)
+    things.set(k := things.key("tomb"), {"version": 1})
+    things.queue_tombstone(pipe, k, ttl=16)
     written[k] = 16
     pipe.execute()
     caches["default"].set(k := things.key("django"), 1, 17)
@@ -159,7 +162,7 @@ def test_key_uses_namespace_and_schema():
     assert Versioned().key("a", 1) == "vv:v3:a:1"
 
 
-# --- set_if_newer ------------------------------------------------------------------------------
+# --- update_if_newer: an event's write ---------------------------------------------------------
 
 
 @pytest.fixture
@@ -171,31 +174,61 @@ def through():
     return Through()
 
 
-def test_set_if_newer_stores_a_newer_version(through):
+def test_update_if_newer_stores_a_newer_version_over_a_present_one(through):
     key = through.key("post", 1)
-    assert through.set_if_newer(key, {"version": 1, "body": "a"}) is True
-    assert through.set_if_newer(key, {"version": 2, "body": "b"}) is True
-    assert through.get(key) == {"version": 2, "body": "b"}
+    through.set(key, {"version": 1, "body": "a"})  # what a fill stored
+    assert through.update_if_newer(key, {"version": 2, "body": "b"}) == 1
+    assert through.update_if_newer(key, {"version": 3, "body": "c"}) == 1
+    assert through.get(key) == {"version": 3, "body": "c"}
+
+
+def test_update_if_newer_never_creates_an_entry(through, redis_client):
+    """An absent key (never filled, expired, evicted) stays absent: the next reader fills it from
+    the database, which already has the event's change (or a newer one)."""
+    key = through.key("post", 1)
+    assert through.update_if_newer(key, {"version": 2, "body": "late"}) == 0
+    pipe = redis_client.pipeline(transaction=False)
+    through.queue_update_if_newer(pipe, key, {"version": 3, "body": "later"})
+    through.queue_tombstone(pipe, key)
+    assert pipe.execute() == [0, 0]
+    assert redis_client.exists(key) == 0
 
 
 @pytest.mark.parametrize("stale_version", [1, 4, 5])
-def test_set_if_newer_ignores_an_older_or_equal_version(through, stale_version):
+def test_update_if_newer_ignores_an_older_or_equal_version(through, stale_version):
     key = through.key("post", 1)
-    through.set_if_newer(key, {"version": 5, "body": "current"})
-    assert through.set_if_newer(key, {"version": stale_version, "body": "stale"}) is False
+    through.set(key, {"version": 5, "body": "current"})
+    assert through.update_if_newer(key, {"version": stale_version, "body": "stale"}) == 0
     assert through.get(key) == {"version": 5, "body": "current"}
 
 
-def test_set_if_newer_overwrites_a_value_without_a_version(through):
+@pytest.mark.parametrize("unversioned", [{"body": "unversioned"}, None, [1, 2], "text"])
+def test_update_if_newer_voids_a_value_without_a_version(through, redis_client, unversioned):
+    """An absent marker or any unversioned value is deleted, not overwritten: the next reader fills."""
     key = through.key("post", 1)
-    through.set(key, {"body": "unversioned"})
-    assert through.set_if_newer(key, {"version": 1, "body": "v1"}) is True
-    assert through.get(key)["body"] == "v1"
+    through.set(key, unversioned)
+    assert through.update_if_newer(key, {"version": 1, "body": "v1"}) == -1
+    assert redis_client.exists(key) == 0
+
+
+def test_update_if_newer_and_tombstone_void_a_fill_lease(through, redis_client):
+    from core.caching import take_lease
+
+    for write in ("update", "tombstone"):
+        key = through.key("post", write)
+        assert take_lease(redis_client, key) is not None
+        pipe = redis_client.pipeline(transaction=False)
+        if write == "update":
+            through.queue_update_if_newer(pipe, key, {"version": 2, "body": "b"})
+        else:
+            through.queue_tombstone(pipe, key)
+        assert pipe.execute() == [-1]
+        assert redis_client.exists(key) == 0, write
 
 
 def test_tombstone_blocks_every_later_write(through, redis_client):
     key = through.key("post", 1)
-    through.set_if_newer(key, {"version": 3, "body": "alive"})
+    through.set(key, {"version": 3, "body": "alive"})
     pipe = redis_client.pipeline(transaction=False)
     through.queue_tombstone(pipe, key)
     pipe.execute()
@@ -203,9 +236,9 @@ def test_tombstone_blocks_every_later_write(through, redis_client):
     assert is_tombstone(tomb)
     assert tomb["version"] == FINAL_VERSION
     for version in (4, 10**9, FINAL_VERSION - 1, FINAL_VERSION):
-        assert through.set_if_newer(key, {"version": version, "body": "zombie"}) is False
+        assert through.update_if_newer(key, {"version": version, "body": "zombie"}) == 0
     pipe = redis_client.pipeline(transaction=False)
-    through.queue_set_if_newer(pipe, key, {"version": 99, "body": "zombie"})
+    through.queue_update_if_newer(pipe, key, {"version": 99, "body": "zombie"})
     assert pipe.execute() == [0]
     assert is_tombstone(through.get(key))
 
@@ -213,6 +246,7 @@ def test_tombstone_blocks_every_later_write(through, redis_client):
 def test_tombstone_reads_as_none_through_get_or_load(redis_client):
     aside = Things()
     key = aside.key("gone")
+    aside.set(key, {"version": 1})  # present: a delete tombstones only what is cached
     pipe = redis_client.pipeline(transaction=False)
     aside.queue_tombstone(pipe, key)
     pipe.execute()
@@ -230,8 +264,9 @@ def test_bump_namespace_makes_old_keys_unreadable_without_touching_them(things, 
     epoch = CacheManager(client=recorder).bump_namespace("things")
 
     assert epoch == 1
-    # O(1): two commands on one key, however many keys the namespace holds.
-    assert [name for name, *_ in recorder.commands] == ["INCRBY", "EXPIRE"]
+    # O(1): the bump's time (Redis's clock, recorded first), then the epoch, however many keys
+    # the namespace holds.
+    assert [name for name, *_ in recorder.commands] == ["TIME", "SET", "INCRBY", "EXPIRE"]
     new_keys = [things.key("item", i) for i in range(50)]
     assert set(new_keys).isdisjoint(old_keys)
     assert new_keys[0] == "things:v1.1:item:0"

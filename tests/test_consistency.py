@@ -5,7 +5,7 @@ from django.core.management import CommandError, call_command
 from django.db import models
 
 from core.consistency import run_checks
-from feed import queries
+from feed import queries, selectors
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.models import Post, Reaction
 from tests.factories import make_post, make_user
@@ -18,8 +18,10 @@ def _results() -> dict:
 def test_converged_cache_has_no_mismatches(transactional_db, redis_client, capsys):
     author, fan = make_user(), make_user()
     post = make_post(author, body="steady")
-    Reaction.objects.create(user=fan, post=post, kind="wow")
     gone = make_post(author, body="deleted")
+    for read in (post, gone):  # readers fill them; events then update what is cached
+        selectors.post(read.pk)
+    Reaction.objects.create(user=fan, post=post, kind="wow")
     gone.delete()
     feeds = UserFeedCache()
     feeds.get_feed(author.pk, 1, 20, lambda: queries.feed_page(author.pk, 1, 20))

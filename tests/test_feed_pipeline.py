@@ -265,12 +265,12 @@ def test_a_detail_fill_that_raced_a_write_is_not_stored(people, change):
     loader.finish(thread)
 
     assert result[0]["body"] == "old"  # the racing read still answers its caller
-    cached = details.get(details.detail_key(post.pk))
+    # The write's event found the fill's lease and voided it: nothing old stored, nothing created.
+    assert details.client.exists(details.detail_key(post.pk)) == 0
     if change == "edit":
-        assert cached["body"] == "new"
-        assert selectors.post(post.pk)["body"] == "new"
+        assert selectors.post(post.pk)["body"] == "new"  # the next reader fills from the database
+        assert details.get(details.detail_key(post.pk))["body"] == "new"
     else:
-        assert is_tombstone(cached)
         assert selectors.post(post.pk) is None
 
 
@@ -279,16 +279,18 @@ def test_a_detail_fill_that_raced_a_write_applied_by_the_worker_is_not_stored(
 ):
     alice, _, _ = people
     post = make_post(alice, "old")
-    # The worker writes post.created through; only then is the key ours to empty for the fill.
-    eventually(lambda: details.get(details.detail_key(post.pk)) is not None)
+    # The worker applies post.created (it renews the author's feed stamp) before the race starts.
+    stamp = eventually(lambda: feeds.client.get(feeds.stamp_key(alice.pk)))
     details.delete(details.detail_key(post.pk))
     loader = PausedLoader(lambda: queries.post_detail_or_none(post.pk))
     thread, _ = loader.run_in_thread(lambda load: details.get_post(post.pk, load))
 
     services.update_post(alice, post.pk, "new")
-    eventually(lambda: (details.get(details.detail_key(post.pk)) or {}).get("body") == "new")
+    eventually(lambda: feeds.client.get(feeds.stamp_key(alice.pk)) != stamp)  # post.updated applied
     loader.finish(thread)
 
+    assert details.client.exists(details.detail_key(post.pk)) == 0  # the fill was voided
+    assert selectors.post(post.pk)["body"] == "new"
     assert details.get(details.detail_key(post.pk))["body"] == "new"
 
 
@@ -336,6 +338,8 @@ def test_a_counts_fill_from_an_older_read_does_not_replace_newer_counts(people, 
     loader.finish(thread)
 
     assert result[0][0]["counts"]["reactions"]["laugh"] == 0  # the racing read's own answer
+    assert counts.client.exists(counts.counts_key(post.pk)) == 0  # its fill was voided by the event
+    assert selectors.with_counts([{"id": post.pk}])[0]["counts"]["reactions"]["laugh"] == 1
     assert counts.get(counts.counts_key(post.pk))["reactions"]["laugh"] == 1
 
 

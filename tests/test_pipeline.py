@@ -30,8 +30,10 @@ from core.events import (
 from core.events.streams import EVENT_FIELD, trim_streams
 from core.models import OutboxEvent
 from feed import events as feed_events
+from feed import queries
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.models import Follow, Post, Reaction
+from feed.payloads import post_stats
 from tests.factories import make_post, make_user
 from tests.polling import eventually
 from tests.subprocesses import database_url
@@ -54,6 +56,17 @@ def pipeline_settings(settings):
 
 def cached_detail(post_id: int):
     return details.get(details.detail_key(post_id))
+
+
+def read_detail(post_id: int):
+    """A reader's GET: the cached detail, or the database's, filled (events never create one)."""
+    return details.get_post(post_id, lambda: queries.post_detail_or_none(post_id))
+
+
+def author_stamp(post):
+    """The author's feed stamp, which every post.* event renews: with apply-on-commit off it
+    appears once the worker applied one (a detail nobody read is not created by its event)."""
+    return feeds.client.get(feeds.stamp_key(post.author_id))
 
 
 def stream_events(client, domain: str = "feed") -> list[Event]:
@@ -180,7 +193,9 @@ def test_concurrent_saves_of_one_row_get_distinct_versions(transactional_db, pip
 
 def test_worker_writes_created_updated_and_deleted_posts_through(pipeline_worker, redis_client):
     post = make_post(body="hello")
-    assert eventually(lambda: cached_detail(post.pk), timeout=1.0)["body"] == "hello"
+    eventually(lambda: author_stamp(post), timeout=1.0)  # post.created applied: it creates no entry
+    assert cached_detail(post.pk) is None
+    assert read_detail(post.pk)["body"] == "hello"  # a reader fills it; events keep it current
 
     post.body = "edited"
     post.save()
@@ -196,8 +211,12 @@ def test_worker_writes_created_updated_and_deleted_posts_through(pipeline_worker
 def test_reactions_and_follows_reach_the_cache(pipeline_worker, redis_client):
     author, fan = make_user(), make_user()
     post = make_post(author)
+    counts.get_counts(post.pk, lambda: queries.post_stats_or_none(post.pk))  # a reader filled them
     Reaction.objects.create(user=fan, post=post, kind="love")
-    stats = eventually(lambda: counts.get(counts.counts_key(post.pk)), timeout=1.0)
+    stats = eventually(
+        lambda: (lambda c: c if c["reactions"]["love"] else None)(counts.get(counts.counts_key(post.pk))),
+        timeout=1.0,
+    )
     assert stats["reactions"]["love"] == 1
     stamp_before = redis_client.get(feeds.stamp_key(fan.pk))
     Follow.objects.create(follower=fan, followee=author)
@@ -228,14 +247,14 @@ def test_consumer_killed_mid_batch_is_reclaimed_by_another(
     pending = redis_client.xpending(stream_name("feed"), "cache")
     assert pending["pending"] == 1
     assert pending["consumers"][0]["name"] == b"doomed"
-    assert cached_detail(post.pk) is None
+    assert author_stamp(post) is None
 
     from celery.contrib.testing.worker import start_worker
 
     with start_worker(celery_app, pool="threads", perform_ping_check=False):
-        eventually(lambda: cached_detail(post.pk), timeout=5.0)
+        eventually(lambda: author_stamp(post), timeout=5.0)
         eventually(lambda: redis_client.xpending(stream_name("feed"), "cache")["pending"] == 0, timeout=5.0)
-    assert cached_detail(post.pk)["body"] == "orphaned"
+    assert read_detail(post.pk)["body"] == "orphaned"
 
 
 def _snapshot(client) -> dict:
@@ -264,9 +283,18 @@ def test_duplicate_and_reordered_delivery_give_the_same_cache(
     doomed.delete()
     raw = [fields[EVENT_FIELD] for _, fields in redis_client.xrange(stream_name("feed"))]
 
+    first = {Event.decode(p).data["post"]["id"]: Event.decode(p).data["post"] for p in raw[:1]}
+    first[doomed_id] = next(
+        e.data["post"] for e in map(Event.decode, raw) if e.data.get("post", {}).get("id") == doomed_id
+    )
+
     def apply(payloads: list[bytes]) -> dict:
         for key in redis_client.scan_iter(match="feed:*"):
             redis_client.delete(key)
+        # What readers had filled before the events came: events update present entries only.
+        for post_id, detail in first.items():
+            details.set(details.detail_key(post_id), detail)
+            counts.set(counts.counts_key(post_id), post_stats(post_id, 0))
         consumer = StreamConsumer(name="replayer")
         pipe = redis_client.pipeline(transaction=False)
         for payload in payloads:
@@ -300,7 +328,8 @@ def test_poison_events_are_dead_lettered_and_the_rest_flows(pipeline_worker, red
     # Decodes, has a handler, but its payload breaks the handler every time.
     redis_client.xadd(feed, {EVENT_FIELD: Event(feed_events.POST_UPDATED, 2, {"oops": 1}).encode()})
     post = make_post(body="after the poison")
-    assert eventually(lambda: cached_detail(post.pk), timeout=5.0)["body"] == "after the poison"
+    eventually(lambda: author_stamp(post), timeout=5.0)  # its post.created was applied
+    assert read_detail(post.pk)["body"] == "after the poison"
     dead = eventually(
         lambda: (lambda d: d if len(d) == 3 else None)(redis_client.xrange(dead_letter_stream())), timeout=5.0
     )
@@ -342,7 +371,8 @@ def test_redis_down_at_commit_keeps_the_event_in_the_outbox_until_relayed(
     time.sleep(0.01)
     assert relay_outbox(min_age_seconds=0) == 1
     assert outbox_backlog() == 0
-    assert eventually(lambda: cached_detail(post.pk), timeout=2.0)["body"] == "written while redis was away"
+    eventually(lambda: author_stamp(post), timeout=2.0)  # the relayed event was applied
+    assert read_detail(post.pk)["body"] == "written while redis was away"
 
 
 def test_next_successful_commit_drains_the_outbox_after_an_outage(
@@ -422,7 +452,7 @@ def test_sigterm_finishes_the_batch_and_exits_cleanly(
     )
     try:
         post = make_post(body="for the real worker")
-        eventually(lambda: cached_detail(post.pk), timeout=20.0)
+        eventually(lambda: author_stamp(post), timeout=20.0)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
     finally:

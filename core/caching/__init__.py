@@ -5,7 +5,8 @@ Extension API for an app's own cache:
 - `GuardedRedis`: a client behind the circuit breaker; `call(op, key, fn, fallback)` never raises.
 - `NamespaceKeys`: a namespace's keys under its current epoch (what every strategy uses).
 - leases: `take_lease` / `release_lease` / `fill_leased` (SET NX PX token, compare-and-delete,
-  fill-if-still-leased), `is_lease`, `new_token`, `Lease`.
+  fill-if-still-leased), their batch forms `take_leases` / `fill_leased_many` (one pipeline
+  each), `is_lease`, `new_token`, `Lease`.
 - `read_through(read, fill, load, record)` with its states (`ABSENT`, `LEASED`, `UNAVAILABLE`,
   `BYPASS`, `RETRY`) and `fill_under_lease`: the one miss/lease/wait loop.
 - `LuaScript.load(name, directory, prelude)`: a `.lua` file run by EVALSHA (NOSCRIPT retried,
@@ -21,10 +22,12 @@ from core.caching.leases import (
     Lease,
     drop_if_holds,
     fill_leased,
+    fill_leased_many,
     is_lease,
     new_token,
     release_lease,
     take_lease,
+    take_leases,
 )
 from core.caching.manager import CacheManager
 from core.caching.namespaces import NamespaceKeys, epoch_key, epochs
@@ -78,6 +81,7 @@ __all__ = [
     "epoch_key",
     "epochs",
     "fill_leased",
+    "fill_leased_many",
     "fill_under_lease",
     "is_lease",
     "is_tombstone",
@@ -87,6 +91,7 @@ __all__ = [
     "serializer",
     "stats",
     "take_lease",
+    "take_leases",
     "tombstone",
     "ttl_ms",
 ]

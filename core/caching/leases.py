@@ -9,6 +9,7 @@ These functions raise Redis errors; callers on a request path run them through a
 """
 
 import uuid
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import redis
@@ -61,3 +62,31 @@ def fill_leased(client: redis.Redis, lease: Lease, payload: bytes, ttl_milliseco
 def drop_if_holds(client: redis.Redis, key: str, raw: bytes) -> bool:
     """Delete `key` if it still holds exactly `raw` (e.g. bytes judged corrupt), else leave it."""
     return bool(RELEASE_IF_HOLDS(client, [key], [raw]))
+
+
+def take_leases(client: redis.Redis, keys: Iterable[str], seconds: float | None = None) -> dict[str, Lease]:
+    """Leases on those of `keys` that are absent (a batch fill's first step), one round trip:
+    {key: lease} for the keys we got; a key holding a value or someone's lease is left out."""
+    ms = ttl_ms(settings.CACHE_LEASE_SECONDS if seconds is None else seconds)
+    leases = [Lease(key, new_token()) for key in keys]
+    if not leases:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for lease in leases:
+        pipe.set(lease.key, lease.token, nx=True, px=ms)
+    return {lease.key: lease for lease, taken in zip(leases, pipe.execute(), strict=True) if taken}
+
+
+def fill_leased_many(client: redis.Redis, fills: Sequence[tuple[Lease, bytes | None, int]]) -> list[bool]:
+    """`fill_leased` for each (lease, payload, ttl ms), one round trip; a payload of None releases
+    the lease instead (nothing to store). Per fill: True if stored."""
+    if not fills:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for lease, payload, ttl_milliseconds in fills:
+        if payload is None:
+            RELEASE_IF_HOLDS(pipe, [lease.key], [lease.token])
+        else:
+            FILL_IF_LEASED(pipe, [lease.key], [lease.token, payload, ttl_milliseconds])
+    outcomes = pipe.execute()
+    return [bool(done) and payload is not None for (_, payload, _), done in zip(fills, outcomes, strict=True)]

@@ -63,7 +63,10 @@ class CacheManager:
         return removed
 
     def bump_namespace(self, namespace: str) -> int:
-        """Invalidate a whole namespace in O(1): its keys move to a new epoch. Returns the epoch."""
+        """Invalidate a whole namespace in O(1): its keys move to a new epoch. Returns the epoch.
+
+        Until every process has switched (the trust TTL + a margin after the bump), no fill of the
+        namespace is stored: its reads go to the database (`NamespaceKeys.settled`)."""
         epoch = epochs.bump(self.client, namespace)
         logger.info("namespace %s bumped to epoch %d", namespace, epoch)
         return epoch

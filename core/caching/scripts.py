@@ -1,6 +1,6 @@
 """Lua scripts kept in `.lua` files, loaded by name and run by EVALSHA, on a client or a pipeline.
 
-`LuaScript.load("set_if_newer")` reads `core/caching/lua/set_if_newer.lua`; an app keeps its own
+`LuaScript.load("update_if_newer")` reads `core/caching/lua/update_if_newer.lua`; an app keeps its own
 scripts next to its code (`LuaScript.load("upsert", directory=..., prelude=("window",))`). Only the
 SHA crosses the wire. Redis forgets scripts on a restart or a SCRIPT FLUSH, so:
 
@@ -89,6 +89,6 @@ def _retry_on_noscript(pipe: Pipeline) -> None:
 
 
 # The library's own scripts (core/caching/lua/).
-SET_IF_NEWER = LuaScript.load("set_if_newer")
+UPDATE_IF_NEWER = LuaScript.load("update_if_newer")
 FILL_IF_LEASED = LuaScript.load("fill_if_leased")
 RELEASE_IF_HOLDS = LuaScript.load("release_if_holds")

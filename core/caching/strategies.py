@@ -3,13 +3,26 @@
 - `BaseCacheStrategy`: namespaced keys (schema + namespace epoch), JSON values, a TTL on every key,
   and graceful degradation through a `GuardedRedis`: with Redis down or slow, reads miss, writes
   are skipped, nothing raises into a request.
-- `WriteThroughCacheStrategy`: written from events after the database committed: version
-  compare-and-set (an older version never overwrites a newer one) and tombstones (a deleted row
-  never comes back).
-- `CacheAsideStrategy`: `get_or_load`: miss -> load -> fill under a lease in the key itself: the
-  loader runs once for N concurrent misses, and a fill that raced a write is dropped, never stored.
+- `WriteThroughCacheStrategy`: written from events after the database committed.
+- `CacheAsideStrategy`: `get_or_load` / `get_many_or_load`: miss -> load -> fill under a lease in
+  the key itself: the loader runs once for N concurrent misses, and a fill that raced a write is
+  dropped, never stored.
 
-A cache that is both (a post's detail: filled on a miss, written through by events) inherits both.
+The invariant (no event, however late, makes a cache serve an older version than the database or
+a deleted entity), by construction:
+1. Only fills from the database create entries, under a lease taken before the read. An event never
+   creates one (`update_if_newer`): over an absent key its only power is none; over a lease or a
+   value without a version it deletes it (voids the fill: the next reader fills from the database,
+   which already has the change); over a versioned value it is a compare-and-set (an older version
+   never overwrites a newer one); a delete writes a FINAL tombstone over a present entry only.
+2. So expiry or eviction of any entry or tombstone means "absent", which sends the reader to the
+   database: no redelivery horizon and no durable version floor is needed for the caches.
+3. A fill whose row does not exist stores no tombstone (a future row would be blocked): nothing,
+   or an absent marker (`null`, no version, `negative_ttl`) that any event deletes.
+4. No fill is stored while a namespace bump settles (namespaces.py): a process still on the old
+   epoch applies events to the old keys and could not void the new key's fill.
+
+A cache that is both (a post's detail: filled on a miss, updated by events) inherits both.
 Methods that take a `pipe` queue commands on a pipeline the caller executes (the stream consumer):
 those never swallow errors, because an event must not be acknowledged if its effect failed.
 """
@@ -17,7 +30,7 @@ those never swallow errors, because an event must not be acknowledged if its eff
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -25,10 +38,26 @@ import redis
 from core.caching.breaker import RedisBreaker
 from core.caching.guarded import GuardedRedis
 from core.caching.keys import CacheKeyBuilder
-from core.caching.leases import Lease, drop_if_holds, fill_leased, is_lease
+from core.caching.leases import (
+    Lease,
+    drop_if_holds,
+    fill_leased,
+    fill_leased_many,
+    is_lease,
+    release_lease,
+    take_leases,
+)
 from core.caching.namespaces import NamespaceKeys
-from core.caching.read_through import ABSENT, LEASED, RETRY, UNAVAILABLE, fill_under_lease, read_through
-from core.caching.scripts import SET_IF_NEWER
+from core.caching.read_through import (
+    ABSENT,
+    BYPASS,
+    LEASED,
+    RETRY,
+    UNAVAILABLE,
+    fill_under_lease,
+    read_through,
+)
+from core.caching.scripts import UPDATE_IF_NEWER
 from core.caching.serializers import CorruptCacheValue, serializer
 from core.caching.ttl import ttl_ms
 from core.versions import FINAL_VERSION
@@ -36,6 +65,7 @@ from core.versions import FINAL_VERSION
 logger = logging.getLogger("core.caching")
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 class _Missing:
@@ -220,32 +250,42 @@ class BaseCacheStrategy:
 
 
 class WriteThroughCacheStrategy(BaseCacheStrategy):
-    """Written from events once the database committed: version-aware, deletes leave tombstones.
+    """Updated from events once the database committed: present versioned entries only.
 
-    Values are dicts with a monotonic `version`; an older or equal version never replaces what
-    the cache holds, and a tombstone (FINAL_VERSION) is never replaced at all.
+    Values are dicts with a monotonic `version`. An event updates an entry that holds an older
+    version, leaves a same, newer or FINAL (tombstone) one alone, deletes a lease or an unversioned
+    value (voiding a fill in flight), and never creates an entry (see the module docstring).
     """
 
-    def set_if_newer(self, key: str, value: dict[str, Any], ttl: int | None = None) -> bool:
-        """Store `value` unless the cache holds the same or a newer `value["version"]`."""
+    def update_if_newer(self, key: str, value: dict[str, Any], ttl: int | None = None) -> int:
+        """Apply an event's `value` to `key`: 1 updated, 0 left alone (absent, or the same or a
+        newer version there), -1 voided (a lease or an unversioned value deleted). 0 on failure."""
         args = [serializer.dumps(value), int(value["version"]), self.ttl_ms(ttl)]
-        return bool(
-            self.guard.call("set_if_newer", key, lambda: SET_IF_NEWER(self.client, [key], args), False)
+        return int(
+            self.guard.call("update_if_newer", key, lambda: UPDATE_IF_NEWER(self.client, [key], args), 0)
         )
 
-    def queue_set_if_newer(
+    def queue_update_if_newer(
         self, pipe: redis.client.Pipeline, key: str, value: dict[str, Any], ttl: int | None = None
     ) -> None:
+        """Queue `update_if_newer` (its outcome comes back from `pipe.execute()`)."""
         args = [serializer.dumps(value), int(value["version"]), self.ttl_ms(ttl)]
-        SET_IF_NEWER(pipe, [key], args)
+        UPDATE_IF_NEWER(pipe, [key], args)
 
     def queue_tombstone(self, pipe: redis.client.Pipeline, key: str, ttl: int | None = None):
-        """Mark `key` deleted for good: late or re-delivered older versions can't resurrect it."""
-        self.queue_set_if_newer(pipe, key, tombstone(), ttl)
+        """Mark a present `key` deleted for good (FINAL: late older versions can't resurrect it);
+        an absent key stays absent (the next reader finds the row gone in the database)."""
+        self.queue_update_if_newer(pipe, key, tombstone(), ttl)
 
 
 class CacheAsideStrategy(BaseCacheStrategy):
-    """Miss -> load -> fill, guarded by a lease so the loader runs once and stale fills are dropped."""
+    """Miss -> load -> fill, guarded by a lease so the loader runs once and stale fills are dropped.
+
+    `negative_ttl`: seconds a fill that found no row keeps an absent marker (`null`, no version:
+    any event about the key deletes it); None stores nothing for a missing row.
+    """
+
+    negative_ttl: int | None = None
 
     def get_or_load(self, key: str, loader: Callable[[], T], ttl: int | None = None) -> T:
         """The cached value, or `loader()`'s, filled under a lease.
@@ -253,14 +293,16 @@ class CacheAsideStrategy(BaseCacheStrategy):
         N concurrent misses run `loader` once: the others wait (up to CACHE_LEASE_WAIT_SECONDS) for
         the value, then load without caching. If the key is written or deleted while the loader runs,
         the fill is dropped (the loaded value may predate that write), but still returned.
-        A tombstone reads as None.
+        A tombstone reads as None. While a namespace bump settles, misses load without filling.
         """
         guard, client = self.guard, self.client
 
         def read() -> Any:
             raw = guard.call("get", key, lambda: client.get(key), UNAVAILABLE)
-            if raw is UNAVAILABLE or raw is None:
-                return ABSENT if raw is None else UNAVAILABLE
+            if raw is UNAVAILABLE:
+                return UNAVAILABLE
+            if raw is None:
+                return ABSENT if self.keys.settled() else BYPASS
             if is_lease(raw):
                 return LEASED
             value = self.decode(key, raw)
@@ -272,9 +314,82 @@ class CacheAsideStrategy(BaseCacheStrategy):
             return RETRY if dropped else LEASED
 
         def store(lease: Lease, value: T) -> None:
-            payload = serializer.dumps(value)
-            guard.call("fill", key, lambda: fill_leased(client, lease, payload, self.ttl_ms(ttl)), False)
+            payload, ttl_ms_ = self.fill_payload(value, ttl)
+            if payload is None:
+                guard.call("release", key, lambda: release_lease(client, lease), False)
+            else:
+                guard.call("fill", key, lambda: fill_leased(client, lease, payload, ttl_ms_), False)
 
         return read_through(
             read, lambda: fill_under_lease(guard, key, loader, store), loader, self.record_lookup
         )
+
+    def get_many_or_load(
+        self, keys: Mapping[K, str], loader: Callable[[list[K]], Mapping[K, Any]], ttl: int | None = None
+    ) -> dict[K, Any]:
+        """{id: value} for every id of `keys` ({id: key}): cached, or loaded by one `loader(ids)`
+        call for all the misses ({id: value}, missing rows left out) and filled under leases.
+
+        A hit costs one pipelined round trip; misses add two (take the leases, fill the ones still
+        leased), with the one load between. A missing row or a tombstone reads as None. A key that
+        holds someone else's lease, an absent marker or a corrupt value is loaded, not filled.
+        """
+        ids = list(keys)
+        if not ids:
+            return {}
+        guard, client, first = self.guard, self.client, keys[ids[0]]
+
+        def fetch() -> list[bytes | None]:
+            pipe = client.pipeline(transaction=False)
+            for ident in ids:
+                pipe.get(keys[ident])
+            return pipe.execute()
+
+        raws = guard.call("get_many", first, fetch, None)
+        if raws is None:  # Redis unavailable: the source answers alone, nothing is stored
+            self.record_lookups(0, len(ids))
+            loaded = loader(ids)
+            return {ident: loaded.get(ident) for ident in ids}
+        found: dict[K, Any] = {}
+        absent: list[K] = []
+        unusable: list[K] = []
+        for ident, raw in zip(ids, raws, strict=True):
+            if raw is None:
+                absent.append(ident)
+                continue
+            value = MISSING if is_lease(raw) else self.decode(keys[ident], raw)
+            if value is MISSING or value is None:
+                unusable.append(ident)
+            else:
+                found[ident] = None if is_tombstone(value) else value
+        leases: dict[str, Lease] = {}
+        if absent and self.keys.settled():
+            absent_keys = [keys[ident] for ident in absent]
+            leases = guard.call("lease_many", first, lambda: take_leases(client, absent_keys), {})
+        to_load = absent + unusable
+        self.record_lookups(len(found), len(to_load))
+        if not to_load:
+            return found
+        try:
+            loaded = loader(to_load)
+        except BaseException:
+            fills = [(lease, None, 0) for lease in leases.values()]
+            guard.call("release_many", first, lambda: fill_leased_many(client, fills), [])
+            raise
+        fills = []
+        for ident in absent:
+            lease = leases.get(keys[ident])
+            if lease is not None:
+                fills.append((lease, *self.fill_payload(loaded.get(ident), ttl)))
+        if fills:
+            guard.call("fill_many", first, lambda: fill_leased_many(client, fills), [])
+        return {**found, **{ident: loaded.get(ident) for ident in to_load}}
+
+    def fill_payload(self, value: Any, ttl: int | None = None) -> tuple[bytes | None, int]:
+        """What a fill stores for a loaded `value`, and for how long (ms): None (nothing) or an
+        absent marker for a missing row (`negative_ttl`), never a tombstone."""
+        if value is None:
+            if self.negative_ttl is None:
+                return None, 0
+            return serializer.dumps(None), self.ttl_ms(self.negative_ttl)
+        return serializer.dumps(value), self.ttl_ms(ttl)
