@@ -44,6 +44,13 @@ class PostDetailCache(CacheAsideStrategy, WriteThroughCacheStrategy):
         """The post's detail, or None if it does not exist (a deleted post reads as None)."""
         return self.get_or_load(self.detail_key(post_id), loader)
 
+    def get_many_posts(
+        self, post_ids: list[int], loader: Callable[[list[int]], dict[int, dict]]
+    ) -> dict[int, dict | None]:
+        """{post_id: detail or None (missing or deleted)}: one round trip when all are cached;
+        the misses loaded by one `loader(ids)` call and filled under leases."""
+        return self.get_many_or_load({post_id: self.detail_key(post_id) for post_id in post_ids}, loader)
+
     def queue_write(self, pipe: redis.client.Pipeline, detail: dict[str, Any]) -> None:
         """An event's detail: updates a present older entry only (never creates one)."""
         self.queue_update_if_newer(pipe, self.detail_key(detail["id"]), detail)

@@ -66,29 +66,10 @@ def discover(offset: int, size: int) -> tuple[list[dict[str, Any]], int | None]:
 
 
 def details_many(post_ids: list[int]) -> list[dict[str, Any]]:
-    """The details of `post_ids` in that order, from the cache with one pipelined read and the
-    database for the misses (filled back version-checked, so a tombstone or a newer write wins).
-    Deleted or missing posts are left out."""
-    if not post_ids:
-        return []
-    keys = {post_id: details.detail_key(post_id) for post_id in post_ids}
-    cached = details.get_many(keys.values())
-    missing = [post_id for post_id, key in keys.items() if key not in cached]
-    loaded = queries.post_details_many(missing) if missing else {}
-    if loaded and details.breaker.available():
-        try:
-            pipe = details.client.pipeline(transaction=False)
-            for detail in loaded.values():
-                details.queue_write(pipe, detail)
-            pipe.execute()
-        except redis.RedisError as exc:  # best effort: a later read misses again
-            logger.warning("detail fill failed: posts=%s error=%s", list(loaded)[:5], exc)
-    result = []
-    for post_id, key in keys.items():
-        detail = cached.get(key) or loaded.get(post_id)
-        if detail is not None and not is_tombstone(detail):
-            result.append(detail)
-    return result
+    """The details of `post_ids` in that order: one pipelined read, the misses loaded by one query and
+    filled under leases (a fill that raced an event is dropped). Deleted or missing posts are left out."""
+    found = details.get_many_posts(post_ids, queries.post_details_many)
+    return [found[post_id] for post_id in post_ids if found.get(post_id) is not None]
 
 
 def with_my_reactions(user_id: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
