@@ -78,6 +78,7 @@ def remove_participant(request: HttpRequest, conversation_id: ConversationId, us
     """Leave a conversation (`user_id` is your own id; nobody removes somebody else). Your open
     sockets on it close with 4403 once the worker handles the event."""
     services.remove_participant(request.auth, conversation_id, user_id)
+    return Status(204, None)
 
 
 @router.patch(
