@@ -1,6 +1,6 @@
 """HTTP benchmark: the hot API through the web servers, against baselines on the same server.
 
-    python -m bench.http [--seconds 5] [--rounds 2] [--connections 16] [--candidates wsgi,asgi,...]
+    python -m bench.http [--seconds 5] [--rounds 2] [--connections 16] [--candidates deployed,split,...]
 
 Needs `wrk` (Debian/Ubuntu: `apt-get install wrk`; macOS: `brew install wrk`). Starts each
 candidate web server (one process, loopback, a free port) on the harness's throwaway databases,
@@ -10,7 +10,8 @@ warms the caches, then runs `wrk -t2 -c16` for --seconds per row, the rows takin
 - a bare Django view returning the same cached feed bytes, on the same server (the baseline);
 - a plain ASGI callable (no Django) reading the same bytes through redis.asyncio.
 Candidates: `deployed` (uvicorn on themoon.asgi as the Procfile runs it: HTTP on Django's WSGI
-handler in a2wsgi's thread pool, WebSockets on Channels), `wsgi` (gunicorn gthread, the split-tier
+handler in a2wsgi's thread pool, WebSockets on Channels), `split` (themoon/router.py on one port in
+front of gunicorn for HTTP and uvicorn for /ws/), `wsgi` (gunicorn gthread, the split-tier
 alternative), `asgi` (uvicorn on Django's ASGI handler, as HTTP was served before), `async`
 (Django's ASGI handler, async-capable middleware only, an async feed view on redis.asyncio: the
 prototype of a fully async path). Each figure comes with the load average.
@@ -32,11 +33,12 @@ from urllib.request import Request, urlopen
 from bench.harness import bench_database, database_url, environment, table
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = argparse.Namespace(seconds=5.0, rounds=2, connections=16, candidates="deployed,wsgi,asgi,async")
+ARGS = argparse.Namespace(seconds=5.0, rounds=2, connections=16, candidates="deployed,split,wsgi,asgi,async")
 KEY = "bench:http:feed"
 UVICORN = ["-m", "uvicorn", "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools"]
 UVICORN += ["--ws", "websockets-sansio", "--lifespan", "off", "--workers", "1", "--log-level", "warning"]
 UVICORN += ["--timeout-keep-alive", "5", "--no-access-log"]
+ASGI_APP = "themoon.asgi:application"
 
 
 def gunicorn_command(port: int) -> list[str]:
@@ -48,7 +50,9 @@ def gunicorn_command(port: int) -> list[str]:
 CANDIDATES = {
     # name: (command for a port, extra environment, paths served: the product's feed path)
     "wsgi": (gunicorn_command, {}, "/api/feed"),
-    "deployed": (lambda port: [*UVICORN, "themoon.asgi:application", "--port", str(port)], {}, "/api/feed"),
+    "deployed": (lambda port: [*UVICORN, ASGI_APP, "--port", str(port)], {}, "/api/feed"),
+    # gunicorn for HTTP and uvicorn for /ws/ behind themoon/router.py on one port (started apart)
+    "split": (None, {}, "/api/feed"),
     "asgi": (
         lambda port: [*UVICORN, "bench.http_asgi:application", "--port", str(port)],
         {},
@@ -199,14 +203,24 @@ def measure(args: argparse.Namespace) -> str:
         "BENCH_HTTP_KEY": KEY,
     }
     servers: dict[str, Server] = {}
+    behind: list[Server] = []  # the split candidate's servers behind its router
     try:
         for name in candidates:
+            if name == "split":
+                behind = [
+                    Server(gunicorn_command, env),
+                    Server(lambda p: [*UVICORN, ASGI_APP, "--port", str(p)], env),
+                ]
+                http, ws = (f"127.0.0.1:{server.port}" for server in behind)
+                router = ["-m", "themoon.router", "--http", http, "--ws", ws]
+                servers[name] = Server(lambda p, router=router: [*router, "--port", str(p)], env)
+                continue
             command, extra, _ = CANDIDATES[name]
             servers[name] = Server(command, {**env, **extra})
         servers["plain"] = Server(
             lambda port: [*UVICORN, "bench.http_plain:application", "--port", str(port)], env
         )
-        for server in servers.values():
+        for server in [*behind, *servers.values()]:
             server.wait_listening()
         # Warm every server and cache; the baselines serve the hot feed's own bytes.
         feed_bytes = _fetch(servers[candidates[0]].port, "/api/feed", token)
@@ -227,7 +241,7 @@ def measure(args: argparse.Namespace) -> str:
                 if (name, label) not in best or got["rps"] > best[name, label]["rps"]:
                     best[name, label] = got
     finally:
-        for server in servers.values():
+        for server in [*servers.values(), *behind]:
             server.stop()
     return _report(candidates, rows, best, args)
 
@@ -256,7 +270,8 @@ def _report(candidates, rows, best, args) -> str:
         f"{environment()}; wrk -t2 -c{args.connections}, {args.seconds:.0f} s per row, best of {args.rounds} "
         "interleaved rounds; one web process each, loopback, warm cache, bearer token.\n"
         "deployed: uvicorn on themoon.asgi as the Procfile runs it (HTTP on Django's WSGI handler in a2wsgi "
-        "threads); wsgi: gunicorn gthread (themoon/gunicorn.conf.py); asgi: uvicorn, Django's ASGI handler; "
+        "threads); split: themoon/router.py on one port in front of gunicorn (HTTP) and uvicorn (/ws/); "
+        "wsgi: gunicorn gthread (themoon/gunicorn.conf.py) alone; asgi: uvicorn, Django's ASGI handler; "
         "async: Django's ASGI handler, async-capable middleware only, an async feed view on redis.asyncio "
         "(its bare row is an async view too).\n"
         "Targets: GET /api/feed >= 0.6x the bare Django view, >= 1,000 req/s, p99 <= 25 ms."

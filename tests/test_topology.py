@@ -138,3 +138,39 @@ def test_gunicorn_with_debug_on_a_public_bind_refuses_to_start():
     assert server.returncode != 0
     assert "binds 0.0.0.0" in output
     assert not listening(port)
+
+
+def test_the_router_sends_ws_paths_to_the_asgi_server_and_the_rest_to_wsgi():
+    from themoon.router import _upstream_for
+
+    http, ws = ("127.0.0.1", 1), ("127.0.0.1", 2)
+    assert _upstream_for(b"GET /ws/chat/1/?token=x HTTP/1.1\r\nHost: a\r\n\r\n", http, ws) == ws
+    assert _upstream_for(b"GET /api/feed HTTP/1.1\r\nHost: a\r\n\r\n", http, ws) == http
+    assert _upstream_for(b"GET /wsx HTTP/1.1\r\n\r\n", http, ws) == http
+
+
+def test_both_protocols_pass_through_the_router_on_one_port(web):
+    """The split option (bench/http.py measures it): HTTP and a WebSocket upgrade through
+    themoon/router.py, here with the web process behind both of its routes."""
+    ann, bob = make_chat_user("ann"), make_chat_user("bob")
+    conversation = make_conversation(ann, bob)
+    token = issue_token(ann)
+    port = free_port()
+    upstream = f"127.0.0.1:{web}"
+    router = start(
+        [sys.executable, "-m", "themoon.router", "--port", str(port), "--http", upstream, "--ws", upstream],
+        clean_env(),
+    )
+    try:
+        eventually(lambda: listening(port), timeout=30, interval=0.1)
+        assert get(port, "/api/feed", token)[0] == 200
+
+        async def history() -> dict:
+            url = f"ws://127.0.0.1:{port}/ws/chat/{conversation.pk}/?token={token}"
+            # The web process checks the Origin against its own port (the fixture's setting).
+            async with connect(url, origin=f"http://127.0.0.1:{web}", open_timeout=20) as ws:
+                return orjson.loads(await asyncio.wait_for(ws.recv(), timeout=20))
+
+        assert asyncio.run(history())["type"] == "history"
+    finally:
+        stop(router)
