@@ -42,7 +42,7 @@ ASGI_APP = "themoon.asgi:application"
 
 
 def gunicorn_command(port: int) -> list[str]:
-    """The Procfile's HTTP process, one worker, on loopback (themoon/gunicorn.conf.py)."""
+    """gunicorn gthread as themoon/gunicorn.conf.py configures it (the split tier), one worker, loopback."""
     config = ["-c", "themoon/gunicorn.conf.py", "--workers", "1", "--log-level", "warning"]
     return ["-m", "gunicorn", *config, "--bind", f"127.0.0.1:{port}"]
 
