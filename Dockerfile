@@ -1,4 +1,5 @@
 # One image for web, worker, beat and migrate (docker-compose.yml picks the command).
+# web: uvicorn on themoon.asgi, HTTP on Django's WSGI handler in threads, WebSockets on Channels (README, Processes).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

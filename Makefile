@@ -74,6 +74,7 @@ redis:
 	tail -n 20 "$(RUN_DIR)/redis-$$port.log" >&2 || true
 	exit 1
 
+# web on one port (8000): HTTP on Django's WSGI handler in threads, WebSockets on Channels (README, Processes).
 run: venv redis
 	mkdir -p .run
 	export PYTHONUNBUFFERED=1

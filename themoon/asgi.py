@@ -1,4 +1,9 @@
-"""ASGI entry point: HTTP (Django) and WebSockets (Channels) from one process.
+"""The web process's entry point: one port, HTTP on Django's WSGI handler, WebSockets on Channels.
+
+HTTP runs where Django is fast: the WSGI handler on a pool of WEB_THREADS reused threads (a2wsgi),
+one thread hop per request. Under Django's ASGI handler every sync middleware, view and signal
+receiver was a hop of its own and the API served ~0.2x of this (README, "Processes"; bench/http.py).
+WebSockets stay on the event loop, where Channels belongs.
 
 HTTP bodies over REQUEST_BODY_MAX_BYTES get a 413 before Django reads them; a WebSocket opens only
 from an Origin in WEBSOCKET_ALLOWED_ORIGINS (scheme, host and port). With DJANGO_DEBUG on, loading
@@ -8,12 +13,13 @@ refuses a non-loopback bind (themoon/debug_guard.py).
 import os
 import sys
 
-from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "themoon.settings")
 # Initialise Django before importing anything that touches models (routing, consumers).
-django_asgi_app = get_asgi_application()
+django_wsgi_app = get_wsgi_application()
 
+from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
@@ -41,7 +47,7 @@ class ExactOriginValidator(OriginValidator):
 
 application = ProtocolTypeRouter(
     {
-        "http": asgi_body_limit(django_asgi_app),
+        "http": asgi_body_limit(WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS)),
         "websocket": ExactOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.WEBSOCKET_ALLOWED_ORIGINS
         ),

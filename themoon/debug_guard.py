@@ -53,3 +53,20 @@ def refuse_debug_on_public_bind(debug: bool, bind_host: str | None) -> None:
             f"DJANGO_DEBUG is on and the server binds {bind_host}: debug pages would be served to the "
             "network. Turn DJANGO_DEBUG off, or bind 127.0.0.1."
         )
+
+
+def gunicorn_bind_hosts(binds: Sequence[str]) -> list[str]:
+    """The hosts of gunicorn's `bind` addresses (`host:port`, `[v6]:port`, `fd://n`, `unix:path`);
+    a unix socket or an inherited descriptor is left out (this machine's only)."""
+    hosts = []
+    for bind in binds:
+        if bind.startswith(("unix:", "fd://")):
+            continue
+        host = bind.rsplit(":", 1)[0] if not bind.startswith("[") else bind[1 : bind.index("]")]
+        hosts.append(host or "0.0.0.0")  # noqa: S104 (":8000" binds every interface)
+    return hosts
+
+
+def refuse_debug_on_public_binds(debug: bool, bind_hosts: Sequence[str]) -> None:
+    for host in bind_hosts:
+        refuse_debug_on_public_bind(debug, host)
