@@ -252,7 +252,9 @@ def test_redis_faults_leave_nothing_stale_nothing_lost(transactional_db, tmp_pat
         cache = PrivateRedis(free_port(), tmp_path, maxmemory=CACHE_MAXMEMORY, policy="allkeys-lru")
         cache.start()
     else:  # one server for both roles, as main runs today: evicting, with AOF
-        events = cache = PrivateRedis(free_port(), tmp_path, aof=True, maxmemory="32mb", policy="allkeys-lru")
+        events = cache = PrivateRedis(
+            free_port(), tmp_path, aof=True, maxmemory=CACHE_MAXMEMORY, policy="allkeys-lru"
+        )
     events.start()
     cache_proxy = TcpProxy(("127.0.0.1", cache.port)).start()
     events_proxy = TcpProxy(("127.0.0.1", events.port)).start() if two_roles else cache_proxy
