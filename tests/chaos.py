@@ -88,6 +88,7 @@ class StreamTap:
         self.seen: dict[str, list[bytes]] = {stream: [] for stream in STREAMS}
         self.versions: dict[tuple[str, int], set[int]] = {}
         self.deleted: set[tuple[str, int]] = set()
+        self.changed_at: dict[tuple[str, int], float] = {}  # when its latest event reached a stream
         self.entries = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -103,11 +104,11 @@ class StreamTap:
                         name = stream.decode()
                         for entry_id, fields in items:
                             last[name] = entry_id
-                            self._index(name, fields.get(EVENT_FIELD, b""))
+                            self._index(name, entry_id, fields.get(EVENT_FIELD, b""))
             except redis.RedisError:
                 time.sleep(0.2)
 
-    def _index(self, stream: str, payload: bytes) -> None:
+    def _index(self, stream: str, entry_id: bytes, payload: bytes) -> None:
         self.entries += 1
         self.seen[stream] = [*self.seen[stream][-self.keep + 1 :], payload]
         try:
@@ -117,6 +118,7 @@ class StreamTap:
             return  # poison, or an event without a versioned entity
         if key is None:
             return
+        self.changed_at[key] = int(entry_id.split(b"-")[0]) / 1000  # an entry id is its time in ms
         if event.type.endswith(".deleted"):
             self.deleted.add(key)
         else:
