@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Exit 0 when the database already has users, 3 when it has none (anything else is an error).
 HAS_USERS := import sys; from django.contrib.auth import get_user_model; sys.exit(0 if get_user_model().objects.exists() else 3)
 
-.PHONY: venv venv-dev redis run test lint bench lock
+.PHONY: venv venv-dev redis run test lint bench lock soak
 
 # The product's packages only (requirements.txt): what `make run` needs.
 venv: $(VENV)/.installed
@@ -92,6 +92,14 @@ run: venv redis
 
 test: venv-dev redis
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The Redis-faults chaos test at soak size (not in CI): SOAK_OPS operations (default 1,000,000), its
+# fault schedule repeated every SOAK_CYCLE_OPS (default 20,000); prints the summary table at the end.
+SOAK_OPS ?= 1000000
+SOAK_CYCLE_OPS ?= 20000
+soak: venv-dev redis
+	CHAOS_OPS=$(SOAK_OPS) CHAOS_CYCLE_OPS=$(SOAK_CYCLE_OPS) CHAOS_TIMEOUT=$${CHAOS_TIMEOUT:-172800} \
+	  $(PY) -m pytest -p no:cacheprovider -s -q tests/test_chaos_redis.py $(PYTEST_ARGS)
 
 lint: venv-dev
 	$(VENV)/bin/ruff check .

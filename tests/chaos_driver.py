@@ -6,8 +6,10 @@ Run by tests/test_chaos.py in its own process, against the test database and a p
 (DJANGO_SETTINGS_MODULE, DATABASE_URL and REDIS_URL come from the environment). Writes go through
 the same services as the API (posts, edits, deletes, reactions, comments, follows, messages);
 reads go through the caches (feeds, post details with counts, conversation windows), so cache-aside
-fills race the writes. Now and then a burst of transactions is rolled back on purpose. Prints
-`PROGRESS n` as it goes and `DONE ops=... errors=... rollbacks=...` at the end.
+fills race the writes. Now and then a burst of transactions is rolled back on purpose. A thread
+reads its own edits back, at once and on its later post reads: a read older than the edit is a
+read-your-writes miss (counted, and logged as `RYW post <id> wrote v<n> read v<m>`). Prints
+`PROGRESS n` as it goes and `DONE ops=... errors=... rollbacks=... ryw_misses=...` at the end.
 """
 
 import argparse
@@ -58,7 +60,8 @@ class Workload:
         self.messages = ConversationMessagesCache()
         self.seed = seed
         self.lock = threading.Lock()
-        self.done = self.errors = self.rollbacks = 0
+        self.local = threading.local()
+        self.done = self.errors = self.rollbacks = self.ryw_misses = 0
 
     # --- picking ---------------------------------------------------------------------------
 
@@ -80,9 +83,22 @@ class Workload:
         selectors.feed(self.user(rng).pk, rng.choice((1, 1, 1, 2)), 20)
 
     def read_post(self, rng):
+        own = getattr(self.local, "edits", None)
+        if own and rng.random() < 0.5:  # the same client's next read of what it wrote
+            post_id, version = rng.choice(own)
+            self.read_own_write(post_id, version)
+            return
         post_id = self.recent_post_id(rng)
         if post_id:
             selectors.post(post_id)
+
+    def read_own_write(self, post_id: int, version: int) -> None:
+        served = selectors.post(post_id)
+        # Older than what this thread committed: the writer does not see its own write.
+        if served is not None and served["version"] < version:
+            with self.lock:
+                self.ryw_misses += 1
+            print(f"RYW post {post_id} wrote v{version} read v{served['version']}", flush=True)
 
     def read_messages(self, rng):
         self.messages.get_messages(self.conversation(rng)[0])
@@ -94,7 +110,11 @@ class Workload:
         user = self.user(rng)
         post_id = self.recent_post_id(rng, user.pk)
         if post_id:
-            feed_services.update_post(user, post_id, f"edited {rng.random():.6f}")
+            post = feed_services.update_post(user, post_id, f"edited {rng.random():.6f}")
+            if transaction.get_connection().in_atomic_block:
+                return  # inside a rollback burst: the edit never happens
+            self.local.edits = [*getattr(self.local, "edits", [])[-19:], (post_id, post.version)]
+            self.read_own_write(post_id, post.version)
 
     def delete_post(self, rng):
         user = self.user(rng)
@@ -219,7 +239,11 @@ def main() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    print(f"DONE ops={workload.done} errors={workload.errors} rollbacks={workload.rollbacks}", flush=True)
+    print(
+        f"DONE ops={workload.done} errors={workload.errors} rollbacks={workload.rollbacks} "
+        f"ryw_misses={workload.ryw_misses}",
+        flush=True,
+    )
     sys.exit(0 if workload.done == per_thread * args.threads else 1)
 
 

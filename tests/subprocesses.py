@@ -3,6 +3,7 @@ drivers (tests/chaos_driver.py), and what those processes need to reach the test
 
 import contextlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,15 +30,41 @@ def database_url() -> str:
     return f"sqlite:///{db['NAME']}"
 
 
-class PrivateRedis:
-    """A redis-server of our own on a free port, which a test may stop, kill and restart at will
-    (no persistence: a restarted server starts empty, as after losing a cache node)."""
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port, self.workdir = port, workdir
+
+class PrivateRedis:
+    """A redis-server of our own on a free port, which a test may stop, kill and restart at will.
+
+    By default without persistence: a restarted server starts empty, as after losing a cache node.
+    `aof=True` runs it with `appendonly yes` + `appendfsync everysec` in a directory of its own, so a
+    restart after kill -9 reloads the AOF (losing at most the last second of writes). `maxmemory`
+    (e.g. "8mb") with `policy` (e.g. "allkeys-lru") makes it evict under memory pressure.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        workdir: Path,
+        *,
+        aof: bool = False,
+        maxmemory: str | None = None,
+        policy: str = "noeviction",
+    ) -> None:
+        self.port, self.aof, self.maxmemory, self.policy = port, aof, maxmemory, policy
+        self.workdir = workdir / f"redis-{port}" if aof else workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec"] if self.aof else ["--appendonly", "no"]
+        )
+        memory = ["--maxmemory", self.maxmemory, "--maxmemory-policy", self.policy] if self.maxmemory else []
         self.process = subprocess.Popen(
             [
                 "redis-server",
@@ -47,19 +74,20 @@ class PrivateRedis:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *persistence,
+                *memory,
                 "--dir",
                 str(self.workdir),
             ],
             stdout=subprocess.DEVNULL,
         )
-        eventually(self._answers, timeout=10)
+        # A server loading a big AOF answers LOADING for a while: wait until it serves.
+        eventually(self._answers, timeout=60, interval=0.05)
 
     def _answers(self) -> bool:
         try:
             return redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-        except redis.RedisError:
+        except redis.RedisError:  # BusyLoadingError (loading the AOF) included
             return False
 
     def restart(self) -> None:
@@ -121,12 +149,32 @@ class Processes:
             *options,
         )
 
+    def freeze(self, name: str) -> None:
+        """SIGSTOP: the process keeps its sockets and state but runs nothing (a stalled VM, a GC
+        pause, a laptop lid): what it holds looks abandoned to everyone else."""
+        self.running[name].send_signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.running[name].send_signal(signal.SIGCONT)
+
+    def stop(self, name: str, timeout: float = 30) -> None:
+        """SIGTERM one process (a warm shutdown for Celery) and wait for it."""
+        process = self.running[name]
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text()
 
     def stop_all(self) -> None:
         for process in self.running.values():
             if process.poll() is None:
+                process.send_signal(signal.SIGCONT)  # a frozen process cannot act on SIGTERM
                 process.send_signal(signal.SIGTERM)
         for process in self.running.values():
             try:

@@ -8,40 +8,25 @@ CHAOS_OPS sets the number of operations (default 20,000 on PostgreSQL; 2,000 on 
 single writer makes a larger run slow).
 """
 
-import contextlib
 import os
-import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 import redis
 from django.db import connection
 
-from accounts.models import AppUser
-from chat.models import Conversation, Participant
 from core.events import Event
 from core.events.streams import EVENT_FIELD
 from feed import events
-from feed.models import Follow
+from tests.chaos import StreamTap, freeze_mid_batch, seed_world
 from tests.polling import eventually
 from tests.subprocesses import ROOT, PrivateRedis, Processes, database_url
 
 # 20,000 operations take a few minutes on two cores: more than the suite's default per-test timeout.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
-
-
-def _seed_world(users: int = 40, conversations: int = 12) -> None:
-    people = AppUser.objects.bulk_create([AppUser(username=f"chaos{i}", password="!") for i in range(users)])
-    follows = [Follow(follower=a, followee=b) for a in people for b in people[:8] if a.pk != b.pk]
-    Follow.objects.bulk_create(follows)
-    for i in range(conversations):
-        conversation = Conversation.objects.create(title=f"room {i}")
-        members = people[i : i + 2 + i % 4]
-        Participant.objects.bulk_create([Participant(conversation=conversation, user=u) for u in members])
 
 
 def _poison() -> list[bytes]:
@@ -54,7 +39,7 @@ def _poison() -> list[bytes]:
 
 def test_mixed_workload_under_faults_converges_to_zero_mismatches(transactional_db, tmp_path, unused_port):
     ops = int(os.environ.get("CHAOS_OPS", 20_000 if connection.vendor == "postgresql" else 2_000))
-    _seed_world()
+    seed_world()
     private = PrivateRedis(unused_port, tmp_path)
     private.start()
     env = {
@@ -114,7 +99,7 @@ def test_mixed_workload_under_faults_converges_to_zero_mismatches(transactional_
         # 1. kill -9 a worker while it holds unacknowledged entries (mid-batch), then replace it.
         eventually(lambda: progress() >= ops * 0.15, timeout=600, interval=0.5)
 
-        caught_mid_batch = _freeze_mid_batch(procs.running["worker-a"], client, b"worker-a")
+        caught_mid_batch = freeze_mid_batch(procs.running["worker-a"], client, b"worker-a")
         procs.running["worker-a"].send_signal(signal.SIGKILL)
         faults.append(f"kill -9 worker-a ({caught_mid_batch} entries delivered, not acknowledged)")
         procs.worker("worker-c")
@@ -189,56 +174,3 @@ def test_mixed_workload_under_faults_converges_to_zero_mismatches(transactional_
         tap.stop()
         procs.stop_all()
         private.stop()
-
-
-def _freeze_mid_batch(process: subprocess.Popen, client: redis.Redis, name: bytes, tries: int = 2000) -> int:
-    """SIGSTOP the worker at random moments until it is frozen holding delivered, unacknowledged
-    entries (mid-batch); return how many (0 if it never was). The caller then SIGKILLs it."""
-    rng = random.Random(7)
-    for _ in range(tries):
-        process.send_signal(signal.SIGSTOP)
-        held = 0
-        for stream in (b"themoon:events:feed", b"themoon:events:chat"):
-            with contextlib.suppress(redis.ResponseError):
-                held += sum(
-                    c["pending"] for c in client.xinfo_consumers(stream, "cache") if name in c["name"]
-                )
-        if held:
-            return held
-        process.send_signal(signal.SIGCONT)
-        time.sleep(rng.uniform(0.001, 0.02))
-    return 0
-
-
-class StreamTap:
-    """Reads the streams as they grow (XREAD, no group) and keeps the latest payloads, so they can
-    be delivered again even after the trim task removed them. Survives the Redis restart."""
-
-    def __init__(self, port: int, keep: int = 300) -> None:
-        self.port, self.keep = port, keep
-        self.seen: dict[str, list[bytes]] = {"themoon:events:feed": [], "themoon:events:chat": []}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        last = dict.fromkeys(self.seen, "0-0")
-        while not self._stop.is_set():
-            try:
-                client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=2)
-                while not self._stop.is_set():
-                    for stream, items in client.xread(last, count=500, block=200) or []:
-                        name = stream.decode()
-                        for entry_id, fields in items:
-                            last[name] = entry_id
-                            self.seen[name] = [*self.seen[name][-self.keep + 1 :], fields[EVENT_FIELD]]
-            except redis.RedisError:
-                last = dict.fromkeys(self.seen, "0-0")  # a restarted Redis starts its streams anew
-                time.sleep(0.2)
-
-    def recent(self) -> dict[str, list[bytes]]:
-        return {stream: list(payloads) for stream, payloads in self.seen.items()}
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
