@@ -584,6 +584,7 @@ def _compare_http(env: dict, tmp_path, run: Run, seed: int = 5) -> list[str]:
                 *Follow.objects.filter(follower_id=user_id).values_list("followee_id", flat=True),
                 user_id,
             ]
+            cursor = ""
             for page in (1, 2):
                 posts = list(
                     Post.objects.filter(Q(author_id__in=authors)).order_by("-id")[(page - 1) * 20 : page * 20]
@@ -600,8 +601,9 @@ def _compare_http(env: dict, tmp_path, run: Run, seed: int = 5) -> list[str]:
                     )
                     for p in posts
                 ]
-                status, body = get(f"/api/feed?page={page}&size=20", user_id)
+                status, body = get(f"/api/feed?size=20{cursor}", user_id)
                 served = [_post_view(item) for item in body["items"]] if status == 200 else [status]
+                cursor = f"&cursor={body['next']}" if status == 200 and body["next"] else ""
                 if served != expected:
                     wrong = [s for s in served if s not in expected] + [
                         e for e in expected if e not in served
@@ -618,9 +620,9 @@ def _compare_http(env: dict, tmp_path, run: Run, seed: int = 5) -> list[str]:
             )[0]
             rows = list(Message.objects.filter(conversation_id=conversation_id).order_by("-id")[:20])[::-1]
             expected = [(m.pk, m.sender_id, m.body, m.version) for m in rows]
-            status, body = get(f"/api/conversations/{conversation_id}/messages?limit=20", member)
+            status, body = get(f"/api/conversations/{conversation_id}/messages?size=20", member)
             served = (
-                [(m["id"], m["sender_id"], m["body"], m["version"]) for m in body["messages"]]
+                [(m["id"], m["sender_id"], m["body"], m["version"]) for m in body["items"]]
                 if status == 200
                 else [status]
             )
