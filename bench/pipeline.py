@@ -6,8 +6,9 @@
     with no handler over the same number of entries (the baseline, same run);
 (b) commit -> cache-updated lag p50/p99 with writers paced at --rate saves/s and the consumer in
     its own process (apply-on-commit off, so the worker is what updates the cache);
-(c) Post.objects.create per second with the pipeline on (atomic save, outbox row, XADD and
-    apply-on-commit after commit) vs off (a plain Django save with no receivers).
+(c) Post and Message creates per second with the pipeline on vs off (a plain Django save with no
+    receivers), step by step: the ORM path, the one-statement path (PostgreSQL), + the Redis round
+    trip, + apply-on-commit. The load average is printed with the figures.
 """
 
 import argparse
@@ -255,17 +256,32 @@ def _plot_lag(points: list[tuple[float, float]], rate: int) -> None:
 
 
 def create_rate(count: int) -> list[tuple]:
-    """(c): Post.objects.create/s, pipeline on vs off (plain save, receivers disconnected), and
-    the steps in between, so the overhead can be attributed."""
+    """(c): Post and Message creates per second, pipeline on vs off (a plain save, receivers
+    disconnected), and the steps in between, so the overhead can be attributed: the ORM path
+    (atomic save + outbox INSERT), the one-statement path (PostgreSQL: row, conversation bump and
+    outbox row in one statement), + the Redis round trip after commit, + apply-on-commit."""
     from django.conf import settings
-    from django.db import models
+    from django.db import connection, models
 
     import core.events.publisher as publisher
     from accounts.models import AppUser
-    from feed import signals
+    from chat import signals as chat_signals
+    from chat.models import Conversation, Message, Participant
+    from feed import signals as feed_signals
     from feed.models import Post
 
     author = AppUser.objects.create(username="create-author")
+    other = AppUser.objects.create(username="create-other")
+    conversation = Conversation.objects.create()
+    Participant.objects.bulk_create(Participant(conversation=conversation, user=u) for u in (author, other))
+    kinds = {
+        "Post": (Post, feed_signals, lambda i: Post(author=author, body=f"post {i}")),
+        "Message": (
+            Message,
+            chat_signals,
+            lambda i: Message(conversation=conversation, sender=author, body=f"message {i}"),
+        ),
+    }
 
     def timed(create) -> float:
         for i in range(50):  # warm up connections and statement caches
@@ -275,38 +291,58 @@ def create_rate(count: int) -> list[tuple]:
             create(i)
         return per_second(count, time.perf_counter() - start)
 
-    def plain(i: int) -> None:
-        models.Model.save(Post(author=author, body=f"plain {i}"))
+    def measure(model, signals, build) -> dict[str, float]:
+        def plain(i: int) -> None:
+            models.Model.save(build(i))
 
-    def piped(i: int) -> None:
-        Post.objects.create(author=author, body=f"piped {i}")
+        def piped(i: int) -> None:
+            build(i).save(force_insert=True)  # what model.objects.create() does
 
-    for signal, sender, receiver in signals.RECEIVERS:
-        signal.disconnect(receiver, sender=sender, dispatch_uid=f"feed.{receiver.__name__}")
-    try:
-        off = timed(plain)
-    finally:
-        signals.connect()
-    real_send = publisher.send
-    publisher.send = lambda items, using=None: 0  # measurement only: events stay in the outbox
-    try:
-        outbox_only = timed(piped)
-    finally:
-        publisher.send = real_send
-    settings.EVENTS_APPLY_ON_COMMIT = False
-    try:
-        xadd_only = timed(piped)
-    finally:
-        settings.EVENTS_APPLY_ON_COMMIT = True
-    on = timed(piped)
-    steps = [
-        ("atomic save + event + outbox row (nothing sent)", outbox_only),
-        ("... + XADD and sent mark after commit (one round trip)", xadd_only),
-        ("... + apply-on-commit in that round trip: pipeline on, as shipped", on),
-    ]
-    return [("Post create, pipeline off (plain Django save)", f"{off:,.0f}/s", "1.00x")] + [
-        (f"Post create, {name}", f"{rate:,.0f}/s", f"{off / rate:.2f}x slower") for name, rate in steps
-    ]
+        receivers = [r for r in signals.RECEIVERS if r[1] is model]
+        for signal, sender, receiver in receivers:
+            signal.disconnect(
+                receiver, sender=sender, dispatch_uid=f"{signals.__name__.split('.')[0]}.{receiver.__name__}"
+            )
+        try:
+            rates = {"off": timed(plain)}
+        finally:
+            signals.connect()
+        real_send = publisher.send
+        publisher.send = lambda items, using=None: 0  # measurement only: events stay in the outbox
+        try:
+            settings.EVENTS_ONE_STATEMENT_CREATE = False
+            rates["orm"] = timed(piped)
+            settings.EVENTS_ONE_STATEMENT_CREATE = True
+            if connection.vendor == "postgresql":
+                rates["one"] = timed(piped)
+        finally:
+            publisher.send = real_send
+            settings.EVENTS_ONE_STATEMENT_CREATE = True
+        settings.EVENTS_APPLY_ON_COMMIT = False
+        try:
+            rates["xadd"] = timed(piped)
+        finally:
+            settings.EVENTS_APPLY_ON_COMMIT = True
+        rates["on"] = timed(piped)
+        return rates
+
+    rows = []
+    path = "one statement" if connection.vendor == "postgresql" else "ORM path"
+    for name, (model, signals, build) in kinds.items():
+        rates = measure(model, signals, build)
+        off = rates["off"]
+        steps = [("ORM path: atomic save + event + outbox INSERT (nothing sent)", rates["orm"])]
+        if "one" in rates:
+            steps.append(("one statement: row + outbox row (nothing sent)", rates["one"]))
+        steps += [
+            (f"{path} + XADD and sent mark after commit (one Redis round trip)", rates["xadd"]),
+            (f"{path} + apply-on-commit in that round trip: pipeline on, as shipped", rates["on"]),
+        ]
+        rows.append((f"{name} create, pipeline off (plain Django save)", f"{off:,.0f}/s", "1.00x"))
+        rows += [
+            (f"{name} create, {step}", f"{rate:,.0f}/s", f"{off / rate:.2f}x slower") for step, rate in steps
+        ]
+    return rows
 
 
 def run(args: argparse.Namespace = ARGS) -> str:
@@ -315,7 +351,7 @@ def run(args: argparse.Namespace = ARGS) -> str:
         rows += throughput(args.events)
         rows += lag(args.rate, args.seconds, args.writers)
         rows += create_rate(args.creates)
-        env = environment()
+        env = f"{environment()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     figures = table(["measure", "figure", "vs baseline"], rows)
     return f"### Pipeline ({env})\n\n{figures}\n\n![commit to cache lag over time](lag.png)"
 

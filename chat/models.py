@@ -5,7 +5,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connections, models
 
-from core.models import VersionedModel
+from core.models import VersionedModel, pending_statement
 
 
 class MessageChange(NamedTuple):
@@ -26,11 +26,25 @@ class ConversationQuerySet(models.QuerySet):
         rename either committed before (we read the new name) or waits for this commit (its
         `user.updated` then invalidates what this change wrote), so no event carries a name older
         than the last rename's event. (SQLite runs one writer at a time: a plain read is enough.)
+        Inside a one-statement create the values are placeholders, filled when its statement runs.
         """
         connection = connections[self.db]
         quote = connection.ops.quote_name
         conversations = quote(Conversation._meta.db_table)
         users = quote(Message._meta.get_field("sender").related_model._meta.db_table)
+        plan = pending_statement(self.db)
+        if plan is not None:
+            # A one-statement create (PostgreSQL): the same bump and read, folded into the message's
+            # INSERT statement; the values are placeholders until it runs (core/one_statement.py).
+            bump = f"UPDATE {conversations} SET version = version + 1 WHERE id = %s"  # noqa: S608
+            version = plan.fold(f"{bump} RETURNING version::text AS value", [conversation_id])
+            if sender_id is None:
+                return MessageChange(version, None)
+            sender = plan.fold(
+                f"SELECT to_json(username)::text AS value FROM {users} WHERE id = %s FOR SHARE",  # noqa: S608
+                [sender_id],
+            )
+            return MessageChange(version, sender)
         if sender_id is None:
             sql = f"UPDATE {conversations} SET version = version + 1 WHERE id = %s RETURNING version, NULL"  # noqa: S608
             params: list = [conversation_id]

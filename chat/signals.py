@@ -11,8 +11,10 @@ from chat import events
 from chat.models import Conversation, Message, Participant
 from chat.payloads import message_payload
 from core.events import publish
+from core.models import one_statement_receiver
 
 
+@one_statement_receiver
 def message_saved(*, instance: Message, created: bool, using: str, **kwargs) -> None:
     change = Conversation.objects.using(using).message_changed(instance.conversation_id, instance.sender_id)
     payload = message_payload(instance)

@@ -8,12 +8,36 @@ change reaches the receivers inside the transaction that makes it:
 - `QuerySet.bulk_create()` sends `post_save(created=True)` for every row it created;
 - `QuerySet.bulk_update()` is refused: use `update()` or `save()`, which publish.
 `QuerySet.delete()` needs nothing: Django's collector sends `post_delete` per row when receivers exist.
+
+On PostgreSQL a create whose post_save receivers are all `@one_statement_receiver`s takes one round
+trip: the row, what the receivers fold in and the outbox rows go in one statement
+(`core.one_statement`); elsewhere (SQLite, or any other receiver listening) the ORM path above runs.
 """
 
+from django.conf import settings
 from django.db import connections, models, router, transaction
 from django.db.models import F
 from django.db.models.signals import post_save
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
+
+from core import one_statement
+
+ONE_STATEMENT_SAFE = "_themoon_one_statement_safe"
+
+
+def one_statement_receiver(receiver):
+    """Mark a post_save receiver that may run before its created row exists (one-statement creates):
+    it reads only the instance (its pk and statement-made values may be placeholders that it only
+    copies into payloads) and writes only through `publish` or `core.one_statement` folds."""
+    setattr(receiver, ONE_STATEMENT_SAFE, True)
+    return receiver
+
+
+def pending_statement(using: str) -> one_statement.OneStatementCreate | None:
+    """The one-statement create being assembled on `using`'s connection, if any (model methods that
+    write during a receiver fold their statement into it)."""
+    return one_statement.pending(connections[using])
 
 
 class OutboxEvent(models.Model):
@@ -105,9 +129,69 @@ class PublishingModel(models.Model):
 
     def save(self, *args, **kwargs):
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        if self._one_statement_possible(using, args, kwargs):
+            self._create_in_one_statement(using, kwargs)
+            return
         with transaction.atomic(using=using):
             self.before_save(using)
             super().save(*args, **kwargs)
+
+    def _one_statement_possible(self, using: str, args, kwargs) -> bool:
+        if args or not settings.EVENTS_ONE_STATEMENT_CREATE or not self._state.adding or self.pk is not None:
+            return False
+        if kwargs.get("update_fields") is not None or kwargs.get("force_update"):
+            return False
+        if kwargs.get("force_insert") not in (None, False, True) or kwargs.keys() - {"using", "force_insert"}:
+            return False
+        meta = self._meta
+        if connections[using].vendor != "postgresql" or meta.parents or meta.db_returning_fields != [meta.pk]:
+            return False
+        if one_statement.pending(connections[using]) is not None:
+            return False  # a save from inside another create's receivers: the ORM path
+        # Private to Django (checked on the versions in core.checks.TESTED_DJANGO): the receivers
+        # this save would call, none of which may need the row to exist yet.
+        sync_receivers, async_receivers = post_save._live_receivers(type(self))
+        return not async_receivers and all(getattr(r, ONE_STATEMENT_SAFE, False) for r in sync_receivers)
+
+    def _create_in_one_statement(self, using: str, kwargs) -> None:
+        """Django's save with the INSERT held back (`_do_insert`) while the receivers add to the plan,
+        then the one statement: alone in autocommit, in a savepoint inside a transaction (as the
+        ORM path's save), so a failure leaves the enclosing transaction usable."""
+        connection = connections[using]
+        plan = one_statement.OneStatementCreate(self, connection.ops.quote_name(OutboxEvent._meta.db_table))
+        setattr(connection, one_statement.ATTRIBUTE, plan)
+        try:
+            self.before_save(using)
+            super().save(**kwargs)
+        except BaseException:
+            self._forget_insert()
+            raise
+        finally:
+            setattr(connection, one_statement.ATTRIBUTE, None)
+        try:
+            if connection.in_atomic_block:
+                with transaction.atomic(using=using):
+                    plan.execute(connection, timezone.now())
+            else:
+                plan.execute(connection, timezone.now())
+        except BaseException:
+            self._forget_insert()
+            raise
+
+    def _forget_insert(self) -> None:
+        setattr(self, self._meta.pk.attname, None)
+        self._state.adding = True
+
+    def _do_insert(self, manager, using, fields, returning_fields, raw):
+        plan = one_statement.pending(connections[using])
+        if plan is None or plan.instance is not self:
+            return super()._do_insert(manager, using, fields, returning_fields, raw)
+        query = InsertQuery(type(self))
+        query.insert_values(fields, [self], raw=raw)
+        compiler = query.get_compiler(using=using)
+        compiler.returning_fields = returning_fields
+        [(sql, params)] = compiler.as_sql()
+        return [(plan.set_row(sql, params, self._meta.pk.column),)]
 
     def delete(self, *args, **kwargs):
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)

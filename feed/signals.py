@@ -8,11 +8,13 @@ does to the cache lives in feed/handlers.py, where the worker (and the post-comm
 from django.db.models.signals import post_delete, post_save
 
 from core.events import publish
+from core.models import one_statement_receiver
 from feed import events
 from feed.models import Comment, Follow, Post, Reaction
 from feed.payloads import post_detail, post_stats
 
 
+@one_statement_receiver
 def post_saved(*, instance: Post, created: bool, using: str, **kwargs) -> None:
     build = events.post_created if created else events.post_updated
     publish(build(post_detail(instance)), events.DOMAIN, using)

@@ -248,6 +248,8 @@ EVENTS_CONSUMER_ENABLED = env_bool("EVENTS_CONSUMER_ENABLED", True)
 # Apply an event's direct cache effects in the writing process right after commit, in the
 # XADD's round trip: read-your-writes before the worker catches up.
 EVENTS_APPLY_ON_COMMIT = env_bool("EVENTS_APPLY_ON_COMMIT", True)
+# PostgreSQL: a publishing create writes its row and outbox rows in one statement (core/one_statement.py).
+EVENTS_ONE_STATEMENT_CREATE = env_bool("EVENTS_ONE_STATEMENT_CREATE", True)
 # The relay republishes outbox rows older than this (younger ones are being flushed on commit).
 EVENTS_OUTBOX_RELAY_AGE_SECONDS = env_float("EVENTS_OUTBOX_RELAY_AGE_SECONDS", 5.0)
 EVENTS_OUTBOX_RELAY_BATCH = env_int("EVENTS_OUTBOX_RELAY_BATCH", 500)

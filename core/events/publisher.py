@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 import core.events.outbox as outbox
-from core import metrics
+from core import metrics, one_statement
 from core.caching.breaker import RedisBreaker, breaker
 from core.connections import events_client, roles_shared
 from core.events.event import Event
@@ -58,8 +58,26 @@ def publish(event: Event, domain: str, using: str = DEFAULT_DB_ALIAS) -> None:
     stream = stream_name(domain)
     payload = event.encode()
     connection = connections[using]
+    plan = one_statement.pending(connection)
+    if plan is not None:  # a one-statement create: the outbox row goes in its statement
+        plan.outbox_row(stream, payload, partial(_written, stream, payload, event, using))
+        return
     outbox_id = outbox.record(stream, payload, using)
-    item = Outgoing(outbox_id, stream, payload, event)
+    _enqueue(Outgoing(outbox_id, stream, payload, event), using)
+
+
+def _written(stream: str, encoded: bytes, event: Event, using: str, outbox_id: int, payload: bytes) -> None:
+    """A one-statement create wrote the event's outbox row: `payload` is `encoded` with the values
+    the statement made spliced in (the same bytes the row holds)."""
+    _enqueue(
+        Outgoing(outbox_id, stream, payload, event if payload == encoded else Event.decode(payload)), using
+    )
+
+
+def _enqueue(item: Outgoing, using: str) -> None:
+    """Send `item` once its transaction commits (now, in autocommit: it has)."""
+    connection = connections[using]
+    event = item.event
     if not connection.in_atomic_block:
         # Autocommit: the change (and the outbox row) are committed already.
         logger.debug("publish outside a transaction: event=%s", event.id)
