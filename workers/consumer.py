@@ -57,6 +57,8 @@ from core.events.streams import EVENT_FIELD, consumer_heartbeats, partition_coun
 from workers.slots import SlotRouter, is_cluster
 
 logger = logging.getLogger("workers.consumer")
+# While some partitions' master is down, the others are read again this often.
+PARTITION_RETRY_SECONDS = 0.2
 
 
 @dataclass(slots=True)
@@ -145,8 +147,7 @@ class StreamConsumer:
                     if self._partitions_failed:  # some master is down: the rest flows meanwhile
                         self._partitions_failed = False
                         own_backlog = True  # its partitions' pending entries, once it is back
-                        self._stopping.wait(min(backoff, 0.5))
-                        backoff = min(backoff * 2, 5.0)
+                        self._stopping.wait(PARTITION_RETRY_SECONDS)  # no growing backoff: others flow
                         continue
                     self.maybe_reclaim()
                     self.maybe_relay()
