@@ -9,6 +9,6 @@ class AccountsConfig(AppConfig):
         from accounts import events, handlers, signals
         from core.events import register_domain
 
-        register_domain(events.DOMAIN)
+        register_domain(events.DOMAIN, events.partition_key)
         signals.connect()
         handlers.register()

@@ -30,6 +30,11 @@ ACCESS_TYPES = (TOKEN_REVOKED, USER_DEACTIVATED, USER_PASSWORD_CHANGED, USER_UPD
 DISPLAYED_FIELDS = ("username",)
 
 
+def partition_key(event: Event) -> int:
+    """Every accounts event stays in order per user (one stream partition)."""
+    return event.data["user_id"]
+
+
 def token_revoked(token_id: int, user_id: int, digest: str) -> Event:
     return Event(TOKEN_REVOKED, FINAL_VERSION, {"token_id": token_id, "user_id": user_id, "digest": digest})
 

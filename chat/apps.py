@@ -9,7 +9,7 @@ class ChatConfig(AppConfig):
         from chat import consistency, events, handlers, signals
         from core.events import register_domain
 
-        register_domain(events.DOMAIN)
+        register_domain(events.DOMAIN, events.partition_key)
         signals.connect()
         handlers.register()
         consistency.register_checks()

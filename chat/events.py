@@ -26,6 +26,12 @@ MESSAGE_TYPES = (MESSAGE_CREATED, MESSAGE_UPDATED, MESSAGE_DELETED)
 PARTICIPANT_REMOVED = "participant.removed"
 
 
+def partition_key(event: Event) -> int:
+    """Every chat event stays in order per conversation (one stream partition)."""
+    data = event.data
+    return data["message"]["conversation_id"] if "message" in data else data["conversation_id"]
+
+
 def message_created(message: dict[str, Any], conversation_version: int | None) -> Event:
     data = {"message": message, "conversation_version": conversation_version}
     return Event(MESSAGE_CREATED, message["version"], data)

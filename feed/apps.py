@@ -9,7 +9,7 @@ class FeedConfig(AppConfig):
         from core.events import register_domain
         from feed import consistency, events, handlers, signals
 
-        register_domain(events.DOMAIN)
+        register_domain(events.DOMAIN, events.partition_key)
         signals.connect()
         handlers.register()
         consistency.register_checks()

@@ -27,6 +27,15 @@ STATS_TYPES = (REACTION_ADDED, REACTION_REMOVED, COMMENT_CREATED, COMMENT_DELETE
 FOLLOW_TYPES = (FOLLOW_CREATED, FOLLOW_DELETED)
 
 
+def partition_key(event: Event) -> int:
+    """The entity whose events stay in order in one stream partition: the post (its detail and its
+    counters), or the follower (whose feed a follow changes)."""
+    data = event.data
+    if event.type in FOLLOW_TYPES:
+        return data["follower_id"]
+    return data["post"]["id"] if "post" in data else data["post_id"]
+
+
 def post_created(post: dict[str, Any]) -> Event:
     """`post` is a post detail (feed.payloads.post_detail) carrying its row version."""
     return Event(POST_CREATED, post["version"], {"post": post})

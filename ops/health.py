@@ -9,13 +9,15 @@ from django.db import DatabaseError, connection
 
 from core.connections import cache_client, events_client
 from core.events import all_streams
-from core.events.streams import consumer_heartbeats
+from core.events.streams import consumer_heartbeats, partition_count
 from core.redis_roles import roles_report
 
 
 def pipeline_state(client: redis.Redis) -> dict[str, Any]:
     """Lag (entries not yet delivered) and pending (delivered, not acknowledged) of our consumer
-    group, summed over the streams; live consumers: heartbeats within HEALTH_CONSUMER_IDLE_MS."""
+    group, summed over every partition of every stream (each a single-slot command, so on a
+    cluster each goes to its partition's master); live consumers: heartbeats within
+    HEALTH_CONSUMER_IDLE_MS."""
     group = settings.EVENTS_CONSUMER_GROUP
     lag = pending = 0
     since_ms = int(time.time() * 1000) - settings.HEALTH_CONSUMER_IDLE_MS
@@ -30,7 +32,7 @@ def pipeline_state(client: redis.Redis) -> dict[str, Any]:
             continue
         lag += info.get("lag") or 0
         pending += info["pending"]
-    return {"lag": lag, "pending": pending, "live_consumers": live}
+    return {"lag": lag, "pending": pending, "live_consumers": live, "partitions": partition_count()}
 
 
 def health_report() -> tuple[dict[str, Any], bool]:

@@ -166,8 +166,8 @@ def test_events_go_to_the_events_server_and_effects_to_the_cache(
     assert events.xlen(stream_name("feed")) == 1
     assert redis_client.exists(stream_name("feed")) == 0, "no stream on the cache server"
     assert outbox_backlog() == 0, "the sent mark is on the events server"
-    assert events.exists(sent_key()) == 1
-    assert redis_client.exists(sent_key()) == 0
+    assert events.exists(sent_key(stream_name("feed"))) == 1
+    assert redis_client.exists(sent_key(stream_name("feed"))) == 0
 
     assert details.get_post(post.pk, lambda: {"id": post.pk, "body": "v1", "version": 1})["body"] == "v1"
     post.body = "v2"

@@ -233,6 +233,11 @@ CACHE_NAMESPACE_EPOCH_TTL_SECONDS = env_float("CACHE_NAMESPACE_EPOCH_TTL_SECONDS
 
 # --- Events and streams ---------------------------------------------------------------------
 EVENTS_STREAM_PREFIX = env_str("EVENTS_STREAM_PREFIX", "themoon:events")
+# Partitions per domain stream (hash-tagged, spread over a cluster's masters); 1 keeps the
+# unpartitioned names. Change it only with the pipeline drained (README, "Scaling").
+EVENTS_STREAM_PARTITIONS = env_int("EVENTS_STREAM_PARTITIONS", 1)
+# On a Redis Cluster a consumer cannot block on several slots at once: idle, it polls this often.
+EVENTS_CLUSTER_POLL_MS = env_int("EVENTS_CLUSTER_POLL_MS", 20)
 # Safety valve on XADD (approximate). Normal trimming is the trim task, which never drops
 # entries a consumer group has not acknowledged.
 EVENTS_STREAM_MAXLEN = env_int("EVENTS_STREAM_MAXLEN", 1_000_000)

@@ -8,6 +8,13 @@ One `StreamConsumer` per worker process, a named member of group `cache` on ever
 - Poison: an event that cannot be decoded, has no handler, or whose handler failed
   EVENTS_MAX_DELIVERIES times goes to the dead-letter stream with its error, and is acknowledged.
 - Redis trouble: retry with capped exponential backoff, never crash. `stop()` finishes the batch.
+- Partitions (core.events.streams): the consumer reads every partition of every domain. On one
+  Redis that is one blocking XREADGROUP over all of them. On a Redis Cluster it is one XREADGROUP
+  per partition (a command may name one slot only), aimed at the slot's node by
+  `workers.slots.SlotRouter`, one pipelined round trip per master, no blocking: an idle consumer
+  polls every EVENTS_CLUSTER_POLL_MS at most. A dead master stalls only its partitions; the slot
+  map is asked again after any failure, so the consumer resumes once a replica is promoted
+  (README, "Scaling": within cluster-node-timeout + the election + this loop's backoff).
 - Two Redis roles: the streams, acknowledgements, dead letters and heartbeats on the events server
   (`client`, EVENTS_REDIS_URL); the batch's cache effects on the cache (`cache`, REDIS_URL). One
   server when they are the same.
@@ -26,10 +33,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import redis
 from django.conf import settings
 from django.db import close_old_connections, connections
+from redis.exceptions import ClusterError, RedisClusterException
 
 from core import metrics
 from core.connections import stream_client, worker_cache_client
@@ -44,9 +53,12 @@ from core.events import (
     registry,
     relay_pass,
 )
-from core.events.streams import EVENT_FIELD, consumer_heartbeats
+from core.events.streams import EVENT_FIELD, consumer_heartbeats, partition_count
+from workers.slots import SlotRouter, is_cluster
 
 logger = logging.getLogger("workers.consumer")
+# While some partitions' master is down, the others are read again this often.
+PARTITION_RETRY_SECONDS = 0.2
 
 
 @dataclass(slots=True)
@@ -81,6 +93,11 @@ class StreamConsumer:
         self.streams = list(streams or all_streams())
         self.group = settings.EVENTS_CONSUMER_GROUP
         self.batch_size = settings.EVENTS_BATCH_SIZE
+        # COUNT is per stream: with partitions, each gets its share of a batch.
+        self.read_count = max(1, self.batch_size // partition_count())
+        self.router = SlotRouter(self.client) if is_cluster(self.client) else None
+        self._idle_wait = 0.0
+        self._partitions_failed = False
         self.max_deliveries = settings.EVENTS_MAX_DELIVERIES
         self._attempts: dict[str, int] = {}
         self._stopping = threading.Event()
@@ -127,13 +144,19 @@ class StreamConsumer:
                     if entries and self.process(entries):
                         own_backlog = True  # failed entries stay pending: retry them
                         time.sleep(min(backoff, 1.0))
+                    if self._partitions_failed:  # some master is down: the rest flows meanwhile
+                        self._partitions_failed = False
+                        own_backlog = True  # its partitions' pending entries, once it is back
+                        self._stopping.wait(PARTITION_RETRY_SECONDS)  # no growing backoff: others flow
+                        continue
                     self.maybe_reclaim()
                     self.maybe_relay()
                     self.heartbeat()
                     backoff = 0.1
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except (redis.ConnectionError, redis.TimeoutError, ClusterError, RedisClusterException) as exc:
+                # RedisClusterException (e.g. a slot not covered mid-failover) is not a RedisError.
                 logger.warning("stream consumer %s lost redis (%s); retry in %.1fs", self.name, exc, backoff)
-                self._stopping.wait(backoff)
+                self._lost_redis(backoff)
                 backoff = min(backoff * 2, 5.0)
                 own_backlog = True
                 self.relay_soon(min_age_seconds=0)  # commits failed meanwhile: send their rows now
@@ -142,27 +165,64 @@ class StreamConsumer:
                     logger.exception("stream consumer %s: redis refused a command", self.name)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except Exception:
+                # A bug or an unexpected client error must not end the thread (no consumer, no
+                # heartbeat): log it and go round again after the backoff.
+                logger.exception("stream consumer %s: unexpected error; retry in %.1fs", self.name, backoff)
+                self._lost_redis(backoff)
+                backoff = min(backoff * 2, 5.0)
+                own_backlog = True
         connections.close_all()  # this thread's DB connection (after_batch reads) goes with it
         logger.info("stream consumer %s stopped after %d events", self.name, self.processed)
+
+    def _lost_redis(self, backoff: float) -> None:
+        if self.router is not None:
+            self.router.stale = True  # a master may have died: ask for the slot map again
+        self._stopping.wait(backoff)
 
     # --- reading -----------------------------------------------------------------------------
 
     def read(self, pending: bool) -> list[Entry]:
-        """Own pending entries (id 0), or new ones (id >, blocking up to EVENTS_BLOCK_MS)."""
+        """Own pending entries (id 0), or new ones (id >, blocking up to EVENTS_BLOCK_MS; on a
+        cluster, polling: module docstring)."""
         start = "0" if pending else ">"
+        if self.router is not None:
+            return self._read_slots(start)
         response = self.client.xreadgroup(
             self.group,
             self.name,
             {stream: start for stream in self.streams},
-            count=self.batch_size,
+            count=self.read_count,
             block=None if pending else settings.EVENTS_BLOCK_MS,
         )
-        entries = []
-        for stream, items in response or []:
-            stream_name = stream.decode() if isinstance(stream, bytes) else stream
-            for entry_id, fields in items:
-                payload = (fields or {}).get(EVENT_FIELD)
-                entries.append(Entry(stream_name, _text(entry_id), payload))
+        return _entries(response)
+
+    def _read_slots(self, start: str) -> list[Entry]:
+        """One XREADGROUP per partition, pipelined per node (workers.slots). Partitions whose node
+        failed are skipped this round (`_partitions_failed`); all failed: the node error."""
+        commands = [
+            (stream, partial(_queue_read, self.group, self.name, stream, start, self.read_count))
+            for stream in self.streams
+        ]
+        entries: list[Entry] = []
+        failures = []
+        for result in self.router.execute(commands):
+            if isinstance(result, Exception):
+                if isinstance(result, redis.ResponseError) and str(result).startswith("NOGROUP"):
+                    raise result  # the loop recreates the groups
+                failures.append(result)
+            else:
+                entries.extend(_entries(result))
+        if failures:
+            if len(failures) == len(commands):
+                raise failures[0] if isinstance(failures[0], redis.RedisError) else redis.ConnectionError()
+            self._partitions_failed = True
+            logger.warning("consumer %s: %d partitions unreadable: %s", self.name, len(failures), failures[0])
+        if entries or start != ">":
+            self._idle_wait = 0.0
+        else:  # nothing new anywhere: wait a little longer each round, up to the poll interval
+            self._idle_wait = min(max(self._idle_wait * 2, 0.001), settings.EVENTS_CLUSTER_POLL_MS / 1000)
+            self._stopping.wait(self._idle_wait)
         return entries
 
     def heartbeat(self, every_seconds: float = 1.0) -> None:
@@ -390,9 +450,19 @@ class StreamConsumer:
         by_stream: dict[str, list[str]] = {}
         for entry in ok + dead:
             by_stream.setdefault(entry.stream, []).append(entry.entry_id)
-        for stream, ids in by_stream.items():
-            pipe.xack(stream, self.group, *ids)
-        pipe.execute()
+        if self.router is None:
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, self.group, *ids)
+            pipe.execute()
+        else:
+            if dead:
+                pipe.execute()  # the dead letters first: an entry is acknowledged once it is kept
+            commands = [
+                (stream, partial(_queue_ack, stream, self.group, ids)) for stream, ids in by_stream.items()
+            ]
+            failed = next((r for r in self.router.execute(commands) if isinstance(r, Exception)), None)
+            if failed is not None:  # unacknowledged entries stay pending: applied again, harmless
+                raise failed if isinstance(failed, redis.RedisError) else redis.ConnectionError(str(failed))
         self.dead_lettered += len(dead)
         if dead:
             metrics.EVENTS_DEAD.inc(len(dead))
@@ -406,6 +476,24 @@ def _log_context(entry: Entry) -> dict[str, str]:
         "stream": entry.stream,
         "entry_id": entry.entry_id,
     }
+
+
+def _queue_read(group: str, name: str, stream: str, start: str, count: int, pipe) -> None:
+    pipe.xreadgroup(group, name, {stream: start}, count=count)
+
+
+def _queue_ack(stream: str, group: str, ids: list[str], pipe) -> None:
+    pipe.xack(stream, group, *ids)
+
+
+def _entries(response) -> list[Entry]:
+    entries = []
+    for stream, items in response or []:
+        stream_name = stream.decode() if isinstance(stream, bytes) else stream
+        for entry_id, fields in items:
+            payload = (fields or {}).get(EVENT_FIELD)
+            entries.append(Entry(stream_name, _text(entry_id), payload))
+    return entries
 
 
 def _text(value: bytes | str) -> str:

@@ -7,7 +7,7 @@ import redis
 from django.conf import settings
 
 from core.events import all_streams, dead_letter_stream
-from core.events.streams import EVENT_FIELD, consumer_heartbeats
+from core.events.streams import EVENT_FIELD, consumer_heartbeats, domain_of
 
 
 def _text(value: Any) -> Any:
@@ -29,12 +29,19 @@ def consumer_liveness(client: redis.Redis) -> dict[str, dict[str, Any]]:
 
 
 def stream_report(client: redis.Redis) -> list[dict[str, Any]]:
-    """Per stream: length, and per group: consumers (each live or dead by its heartbeat; one
-    without any is dead), pending, lag, last delivered id."""
+    """Per stream partition: its domain and partition, length, and per group: consumers (each live
+    or dead by its heartbeat; one without any is dead), pending, lag, last delivered id."""
     liveness = consumer_liveness(client)
     report = []
     for stream in all_streams():
-        entry: dict[str, Any] = {"stream": stream, "length": client.xlen(stream), "groups": []}
+        domain, partition = domain_of(stream) or (None, None)
+        entry: dict[str, Any] = {
+            "stream": stream,
+            "domain": domain,
+            "partition": partition,
+            "length": client.xlen(stream),
+            "groups": [],
+        }
         try:
             groups = client.xinfo_groups(stream)
         except redis.ResponseError:

@@ -2,7 +2,9 @@
 
 The rows live in the database; the sent marks on the events server (`EVENTS_REDIS_URL`, never
 evicted: a lost mark would only cost a duplicate send, but the set must not vanish under memory
-pressure with the streams).
+pressure with the streams). Each stream partition has its own set of marks in the partition's
+cluster slot (`sent_key`), queued after the XADDs on the same connection: a replica promoted after
+losing an XADD has lost its mark too (replication is in order), so the relay sends it again.
 
 This module owns the outbox's whole life: `record` (the row, in the transaction), `mark_sent` (the
 commit-time send queues a Redis mark that the event is in its stream), `relay_outbox` (the sweep:
@@ -13,7 +15,7 @@ publisher buffers events and calls these; nothing here knows about the publisher
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 import redis
@@ -24,6 +26,7 @@ from django.utils import timezone
 from core.connections import events_client
 from core.events.event import Event, InvalidEvent
 from core.events.roundtrip import deliver
+from core.events.streams import same_slot_key
 
 logger = logging.getLogger("core.events")
 SENT_MARK_TTL_SECONDS = 24 * 3600
@@ -36,23 +39,49 @@ def record(stream: str, payload: bytes, using: str = DEFAULT_DB_ALIAS) -> int:
     return OutboxEvent.record(stream, payload, using)
 
 
-def sent_key() -> str:
-    return f"{settings.EVENTS_STREAM_PREFIX}:outbox-sent"
+def sent_key(stream: str) -> str:
+    """The set of outbox ids whose events are in `stream`: in the stream's own slot."""
+    return same_slot_key(stream, "outbox-sent")
 
 
-def mark_sent(pipe: redis.client.Pipeline, outbox_ids: Sequence[int]) -> None:
-    """Queue the marks that tell the relay these rows' events are in their streams.
+def _by_stream(marks: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for stream, outbox_id in marks:
+        grouped.setdefault(stream, []).append(outbox_id)
+    return grouped
+
+
+def mark_sent(pipe: redis.client.Pipeline, marks: Sequence[tuple[str, int]]) -> None:
+    """Queue the marks that tell the relay these rows' events are in their streams; `marks` are
+    `(stream, outbox id)`, queued after their XADDs (module docstring).
 
     The relay deletes marked rows and publishes unmarked ones; it removes the marks it consumed.
     The expiry only bounds a set no relay ever empties (no beat running).
     """
-    pipe.sadd(sent_key(), *outbox_ids)
-    pipe.expire(sent_key(), SENT_MARK_TTL_SECONDS)
+    for stream, ids in _by_stream(marks).items():
+        pipe.sadd(sent_key(stream), *ids)
+        pipe.expire(sent_key(stream), SENT_MARK_TTL_SECONDS)
 
 
-def unmark_sent(client: redis.Redis, outbox_ids: Sequence[int]) -> None:
+def unmark_sent(client: redis.Redis, marks: Sequence[tuple[str, int]]) -> None:
     """Take back marks queued for rows whose XADD was refused: the relay must publish them."""
-    client.srem(sent_key(), *outbox_ids)
+    pipe = client.pipeline(transaction=False)
+    for stream, ids in _by_stream(marks).items():
+        pipe.srem(sent_key(stream), *ids)
+    pipe.execute()
+
+
+def _marked(client: redis.Redis, rows: Sequence[tuple[int, str]]) -> list[bool]:
+    """For `(outbox id, stream)` rows, whether each is marked sent: one SMISMEMBER per stream,
+    pipelined (each in its partition's slot)."""
+    grouped = _by_stream((stream, outbox_id) for outbox_id, stream in rows)
+    pipe = client.pipeline(transaction=False)
+    for stream, ids in grouped.items():
+        pipe.smismember(sent_key(stream), ids)
+    sent: set[tuple[str, int]] = set()
+    for (stream, ids), answers in zip(grouped.items(), pipe.execute(), strict=True):
+        sent.update((stream, outbox_id) for outbox_id, yes in zip(ids, answers, strict=True) if yes)
+    return [(stream, outbox_id) in sent for outbox_id, stream in rows]
 
 
 def relay_outbox(
@@ -111,12 +140,12 @@ def relay_pass(
             if not rows:
                 return total, True
             ids = [row.pk for row in rows]
-            marked = client.smismember(sent_key(), ids)
+            marked = _marked(client, [(row.pk, row.stream) for row in rows])
             unsent = [row for row, sent in zip(rows, marked, strict=True) if not sent]
             if unsent:
                 _send_rows(unsent, apply_effects)
             OutboxEvent.objects.using(using).filter(pk__in=ids).delete()
-        client.srem(sent_key(), *ids)
+        unmark_sent(client, [(row.stream, row.pk) for row in rows])  # the marks it consumed
         total += len(unsent)
         if unsent:
             logger.info("outbox relay sent %d events (and swept %d)", len(unsent), len(rows) - len(unsent))
@@ -164,11 +193,11 @@ def outbox_backlog(using: str = DEFAULT_DB_ALIAS, limit: int = 100_000) -> int:
     cannot be asked."""
     from core.models import OutboxEvent  # see record()
 
-    ids = list(OutboxEvent.objects.using(using).order_by("id").values_list("id", flat=True)[:limit])
-    if not ids:
+    rows = list(OutboxEvent.objects.using(using).order_by("id").values_list("id", "stream")[:limit])
+    if not rows:
         return 0
     try:
-        marked = events_client().smismember(sent_key(), ids)
+        marked = _marked(events_client(), rows)
     except redis.RedisError:
-        return len(ids)
+        return len(rows)
     return sum(1 for sent in marked if not sent)

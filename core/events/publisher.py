@@ -30,7 +30,7 @@ from core.events.event import Event
 from core.events.recovery import recovery
 from core.events.registry import registry
 from core.events.roundtrip import deliver
-from core.events.streams import stream_name
+from core.events.streams import stream_for
 
 logger = logging.getLogger("core.events")
 
@@ -54,8 +54,9 @@ class _TransactionBuffer:
 
 
 def publish(event: Event, domain: str, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Record `event` in the outbox now; send it to the `domain` stream once the transaction commits."""
-    stream = stream_name(domain)
+    """Record `event` in the outbox now; send it to its partition of the `domain` stream once the
+    transaction commits."""
+    stream = stream_for(domain, event)
     payload = event.encode()
     connection = connections[using]
     plan = one_statement.pending(connection)
@@ -140,7 +141,7 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
         delivery = deliver(
             [(item.stream, item.payload) for item in items],
             events if settings.EVENTS_APPLY_ON_COMMIT else None,
-            [item.outbox_id for item in items],
+            [(item.stream, item.outbox_id) for item in items],
             handlers=registry,
             queue_marks=outbox.mark_sent,
         )
@@ -159,7 +160,9 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
             next(r for r in delivery.xadds if isinstance(r, Exception)),
         )
         try:
-            outbox.unmark_sent(events_client(), [item.outbox_id for item in refused])  # same pipeline
+            outbox.unmark_sent(
+                events_client(), [(item.stream, item.outbox_id) for item in refused]
+            )  # same pipeline
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             logger.warning("could not take back sent marks (the relay may skip them): %s", exc)
         recovery.note_unsent([item.event for item in refused], using)

@@ -38,7 +38,7 @@ class Delivery:
 def deliver(
     entries: Sequence[tuple[str, bytes]],
     events: Sequence[Event] | None = None,
-    marks: Sequence[int] = (),
+    marks: Sequence = (),
     handlers: HandlerRegistry = registry,
     queue_marks=None,
 ) -> Delivery:
