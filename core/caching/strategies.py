@@ -303,18 +303,15 @@ class CacheAsideStrategy(BaseCacheStrategy):
     `soft_ttl` (opt-in, seconds, below the TTL): stale-while-revalidate (swr.py). A dict filled
     more than `soft_ttl` ago is still served while one reader refreshes it; `xfetch_beta` (None:
     CACHE_SWR_BETA) scales how early, by the last load's time, a refresh may come. Off for every
-    strategy with CACHE_SWR_ENABLED=false. `clock` (wall seconds) and `rng` are per instance so
-    tests can drive them.
+    strategy with CACHE_SWR_ENABLED=false. `clock` (wall seconds) and `rng` can be set on an
+    instance so that tests drive them.
     """
 
     negative_ttl: int | None = None
     soft_ttl: float | None = None
     xfetch_beta: float | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.clock: Callable[[], float] = time.time
-        self.rng = random.Random()
+    clock: Callable[[], float] = staticmethod(time.time)
+    rng: random.Random = random.Random()  # shared: random() is thread-safe
 
     def swr_enabled(self) -> bool:
         return self.soft_ttl is not None and settings.CACHE_SWR_ENABLED
