@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import redis
 from django.conf import settings
 
-from core.caching import swr
+import core.caching.swr as swr
 from core.caching.breaker import RedisBreaker
 from core.caching.guarded import GuardedRedis
 from core.caching.keys import CacheKeyBuilder
