@@ -1,6 +1,6 @@
 """Run every benchmark that exists and write bench/REPORT.md.
 
-    python -m bench [name ...]     # default: cache_get pipeline chat feed warmup http
+    python -m bench [name ...]     # default: cache_get pipeline chat feed warmup swr http
 
 Each module `bench/<name>.py` with a `run() -> str` is imported and run in turn with its defaults;
 a module that does not exist (yet) is skipped with a note. The tables are printed and written to
@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-MODULES = ("cache_get", "pipeline", "chat", "feed", "warmup", "http")
+MODULES = ("cache_get", "pipeline", "chat", "feed", "warmup", "swr", "http")
 REPORT = Path(__file__).resolve().parent / "REPORT.md"
 
 

@@ -36,6 +36,7 @@ class PostDetailCache(CacheAsideStrategy, WriteThroughCacheStrategy):
     namespace = "feed"
     default_ttl = 2 * 3600
     negative_ttl = 30
+    soft_ttl = 3600  # stale-while-revalidate: a hot post's detail is refreshed, never expires
 
     def detail_key(self, post_id: int) -> str:
         return self.key(HashTag("post", post_id), "detail")
@@ -68,6 +69,7 @@ class ReactionCountsCache(CacheAsideStrategy, WriteThroughCacheStrategy):
 
     namespace = "feed"
     default_ttl = 30 * 60
+    soft_ttl = 20 * 60  # stale-while-revalidate: a hot post's counts are refreshed, never expire
 
     def counts_key(self, post_id: int) -> str:
         return self.key(HashTag("post", post_id), "reactions")

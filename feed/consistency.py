@@ -2,7 +2,14 @@
 
 import re
 
-from core.caching import BaseCacheStrategy, CorruptCacheValue, is_lease, is_tombstone, serializer
+from core.caching import (
+    BaseCacheStrategy,
+    CorruptCacheValue,
+    is_lease,
+    is_tombstone,
+    serializer,
+    split_soft_expiry,
+)
 from core.consistency import CacheCheck, CheckResult, register
 from feed import queries
 from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
@@ -18,7 +25,7 @@ def _entries(client, pattern: str):
         if raw is None or is_lease(raw):
             continue
         try:
-            yield key, serializer.loads(raw)
+            yield key, split_soft_expiry(serializer.loads(raw))[0]
         except CorruptCacheValue:
             yield key, raw
 

@@ -228,6 +228,11 @@ CACHE_FAILURE_BACKOFF_SECONDS = env_float("CACHE_FAILURE_BACKOFF_SECONDS", 1.0)
 # Cache-aside stampede protection: how long a loader's lease lasts, how long others wait for it.
 CACHE_LEASE_SECONDS = env_float("CACHE_LEASE_SECONDS", 5.0)
 CACHE_LEASE_WAIT_SECONDS = env_float("CACHE_LEASE_WAIT_SECONDS", 1.0)
+# Stale-while-revalidate on the cache-aside strategies that set a `soft_ttl` (post details, counts):
+# past it an entry is served while one reader refreshes it. BETA scales XFetch's early refresh
+# (0 = only once past the soft TTL). ENABLED=false turns it off everywhere.
+CACHE_SWR_ENABLED = env_bool("CACHE_SWR_ENABLED", True)
+CACHE_SWR_BETA = env_float("CACHE_SWR_BETA", 1.0)
 # How long a process trusts its copy of a namespace's epoch before asking Redis again.
 CACHE_NAMESPACE_EPOCH_TTL_SECONDS = env_float("CACHE_NAMESPACE_EPOCH_TTL_SECONDS", 1.0)
 

@@ -12,6 +12,8 @@ Extension API for an app's own cache:
 - `LuaScript.load(name, directory, prelude)`: a `.lua` file run by EVALSHA (NOSCRIPT retried,
   pipelines included).
 - `MISSING`: what `BaseCacheStrategy.decode` returns for an absent, leased or corrupt entry.
+- stale-while-revalidate (`CacheAsideStrategy.soft_ttl`): `SoftExpiry`, `split_soft_expiry` (a
+  decoded entry without the soft expiry stored with it), `swap_if_holds` / `swap_many_if_holds`.
 """
 
 from core.caching.breaker import RedisBreaker, breaker
@@ -26,6 +28,8 @@ from core.caching.leases import (
     is_lease,
     new_token,
     release_lease,
+    swap_if_holds,
+    swap_many_if_holds,
     take_lease,
     take_leases,
 )
@@ -52,6 +56,8 @@ from core.caching.strategies import (
     stats,
     tombstone,
 )
+from core.caching.swr import SoftExpiry
+from core.caching.swr import split as split_soft_expiry
 from core.caching.ttl import ttl_ms
 
 __all__ = [
@@ -75,6 +81,7 @@ __all__ = [
     "LuaScript",
     "NamespaceKeys",
     "RedisBreaker",
+    "SoftExpiry",
     "WriteThroughCacheStrategy",
     "breaker",
     "drop_if_holds",
@@ -89,7 +96,10 @@ __all__ = [
     "read_through",
     "release_lease",
     "serializer",
+    "split_soft_expiry",
     "stats",
+    "swap_if_holds",
+    "swap_many_if_holds",
     "take_lease",
     "take_leases",
     "tombstone",

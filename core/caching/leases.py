@@ -1,9 +1,11 @@
 """The one lease: a token written with SET NX PX, released by compare-and-delete, expiring on its own.
 
 A lease is stored either in the key it guards (a cache-aside fill: the token sits where the value
-will go, so any write or delete meanwhile replaces it and voids the fill) or in a key of its own (a
-lock: a feed page's fill, a beat task's single flight). Its token starts with `LEASE_PREFIX`, which
-is not JSON, so no reader can take a lease for a value (`is_lease`).
+will go, so any write or delete meanwhile replaces it and voids the fill), in the value it refreshes
+(stale-while-revalidate: the exact bytes of the claimed entry are the token, see swr.py), or in a
+key of its own (a lock: a feed page's fill, a beat task's single flight). A token of the first and
+last kinds starts with `LEASE_PREFIX`, which is not JSON, so no reader can take a lease for a
+value (`is_lease`).
 
 These functions raise Redis errors; callers on a request path run them through a `GuardedRedis`.
 """
@@ -15,10 +17,12 @@ from typing import NamedTuple
 import redis
 from django.conf import settings
 
-from core.caching.scripts import FILL_IF_LEASED, RELEASE_IF_HOLDS
+from core.caching.scripts import FILL_IF_LEASED, RELEASE_IF_HOLDS, LuaScript
 from core.caching.ttl import ttl_ms
 
 LEASE_PREFIX = b"\x00lease:"
+
+SWAP_IF_HOLDS = LuaScript.load("swap_if_holds")
 
 
 class Lease(NamedTuple):
@@ -62,6 +66,22 @@ def fill_leased(client: redis.Redis, lease: Lease, payload: bytes, ttl_milliseco
 def drop_if_holds(client: redis.Redis, key: str, raw: bytes) -> bool:
     """Delete `key` if it still holds exactly `raw` (e.g. bytes judged corrupt), else leave it."""
     return bool(RELEASE_IF_HOLDS(client, [key], [raw]))
+
+
+def swap_if_holds(client: redis.Redis, key: str, expected: bytes, replacement: bytes) -> bool:
+    """Replace `key`'s value by `replacement` (its TTL kept) only while it still holds exactly
+    `expected`: how a refresh claims an entry it read (and gives it back). True if swapped."""
+    return bool(SWAP_IF_HOLDS(client, [key], [expected, replacement]))
+
+
+def swap_many_if_holds(client: redis.Redis, swaps: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+    """`swap_if_holds` for each (key, expected, replacement), one round trip."""
+    if not swaps:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for key, expected, replacement in swaps:
+        SWAP_IF_HOLDS(pipe, [key], [expected, replacement])
+    return [bool(done) for done in pipe.execute()]
 
 
 def take_leases(client: redis.Redis, keys: Iterable[str], seconds: float | None = None) -> dict[str, Lease]:

@@ -21,6 +21,11 @@ a deleted entity), by construction:
    or an absent marker (`null`, no version, `negative_ttl`) that any event deletes.
 4. No fill is stored while a namespace bump settles (namespaces.py): a process still on the old
    epoch applies events to the old keys and could not void the new key's fill.
+5. Stale-while-revalidate (opt-in, `soft_ttl`, swr.py) only changes *when* a present entry is
+   refilled: past its soft expiry it is still served, exactly as it is in Redis now (an event
+   already applied to it in place), while one reader refreshes it, as a fill under a lease held in
+   the entry's own bytes: any event that changes the entry voids the refresh. Tombstones, absent
+   markers and leases never carry a soft expiry.
 
 A cache that is both (a post's detail: filled on a miss, updated by events) inherits both.
 Methods that take a `pipe` queue commands on a pipeline the caller executes (the stream consumer):
@@ -28,13 +33,17 @@ those never swallow errors, because an event must not be acknowledged if its eff
 """
 
 import logging
+import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis
+from django.conf import settings
 
+import core.caching.swr as swr
 from core.caching.breaker import RedisBreaker
 from core.caching.guarded import GuardedRedis
 from core.caching.keys import CacheKeyBuilder
@@ -45,6 +54,8 @@ from core.caching.leases import (
     fill_leased_many,
     is_lease,
     release_lease,
+    swap_if_holds,
+    swap_many_if_holds,
     take_leases,
 )
 from core.caching.namespaces import NamespaceKeys
@@ -158,14 +169,19 @@ class BaseCacheStrategy:
     # --- values and statistics -----------------------------------------------------------------
 
     def decode(self, key: str, raw: bytes | None) -> Any:
-        """Bytes from Redis to a value, or MISSING for absent, leased or corrupt entries."""
+        """Bytes from Redis to a value, or MISSING for absent, leased or corrupt entries. A soft
+        expiry stored with the value (swr.py) is not part of it."""
+        return self.decode_entry(key, raw)[0]
+
+    def decode_entry(self, key: str, raw: bytes | None) -> tuple[Any, swr.SoftExpiry | None]:
+        """(`decode`'s value, the soft expiry stored with it or None)."""
         if raw is None or is_lease(raw):
-            return MISSING
+            return MISSING, None
         try:
-            return serializer.loads(raw)
+            return swr.split(serializer.loads(raw))
         except CorruptCacheValue as exc:
             logger.warning("corrupt cache entry read as a miss: key=%s error=%s", key, exc)
-            return MISSING
+            return MISSING, None
 
     def record_lookups(self, hits: int, misses: int) -> None:
         """Count answers of this namespace (CacheManager.get_stats, /metrics)."""
@@ -283,9 +299,40 @@ class CacheAsideStrategy(BaseCacheStrategy):
 
     `negative_ttl`: seconds a fill that found no row keeps an absent marker (`null`, no version:
     any event about the key deletes it); None stores nothing for a missing row.
+
+    `soft_ttl` (opt-in, seconds, below the TTL): stale-while-revalidate (swr.py). A dict filled
+    more than `soft_ttl` ago is still served while one reader refreshes it; `xfetch_beta` (None:
+    CACHE_SWR_BETA) scales how early, by the last load's time, a refresh may come. Off for every
+    strategy with CACHE_SWR_ENABLED=false. `clock` (wall seconds) and `rng` can be set on an
+    instance so that tests drive them.
     """
 
     negative_ttl: int | None = None
+    soft_ttl: float | None = None
+    xfetch_beta: float | None = None
+    clock: Callable[[], float] = staticmethod(time.time)
+    rng: random.Random = random.Random()  # shared: random() is thread-safe
+
+    def swr_enabled(self) -> bool:
+        return self.soft_ttl is not None and settings.CACHE_SWR_ENABLED
+
+    def refresh_due(self, meta: swr.SoftExpiry | None) -> bool:
+        """Whether an entry with this soft expiry should be refreshed by this read (XFetch)."""
+        if meta is None or not self.swr_enabled():
+            return False
+        beta = settings.CACHE_SWR_BETA if self.xfetch_beta is None else self.xfetch_beta
+        return swr.due(meta, self.clock() * 1000, beta, self.rng)
+
+    def claim_refresh(self, value: dict, meta: swr.SoftExpiry) -> bytes:
+        """The bytes that claim an entry for a refresh: its value with our lease in it."""
+        until = (self.clock() + settings.CACHE_LEASE_SECONDS) * 1000
+        return serializer.dumps(swr.claimed(value, meta, until))
+
+    def timed(self, loader: Callable[..., T], *args: Any) -> tuple[T, float]:
+        """`loader(*args)` and how long it took (seconds, by `clock`): a fill's XFetch delta."""
+        started = self.clock()
+        value = loader(*args)
+        return value, max(0.0, self.clock() - started)
 
     def get_or_load(self, key: str, loader: Callable[[], T], ttl: int | None = None) -> T:
         """The cached value, or `loader()`'s, filled under a lease.
@@ -294,10 +341,21 @@ class CacheAsideStrategy(BaseCacheStrategy):
         the value, then load without caching. If the key is written or deleted while the loader runs,
         the fill is dropped (the loaded value may predate that write), but still returned.
         A tombstone reads as None. While a namespace bump settles, misses load without filling.
+        With a `soft_ttl`, the one reader that claims an entry due for a refresh loads and returns
+        the source's value (and fills it unless an event changed the entry meanwhile); the others
+        are served the entry as it is.
         """
         guard, client = self.guard, self.client
+        load_seconds = 0.0
+        refreshed = False
+
+        def timed_loader() -> T:
+            nonlocal load_seconds
+            value, load_seconds = self.timed(loader)
+            return value
 
         def read() -> Any:
+            nonlocal refreshed
             raw = guard.call("get", key, lambda: client.get(key), UNAVAILABLE)
             if raw is UNAVAILABLE:
                 return UNAVAILABLE
@@ -305,24 +363,65 @@ class CacheAsideStrategy(BaseCacheStrategy):
                 return ABSENT if self.keys.settled() else BYPASS
             if is_lease(raw):
                 return LEASED
-            value = self.decode(key, raw)
+            value, meta = self.decode_entry(key, raw)
             if value is not MISSING:
-                return None if is_tombstone(value) else value
+                if is_tombstone(value):
+                    return None
+                if not self.refresh_due(meta) or not self.keys.settled():
+                    return value
+                fresh = self.refresh(key, raw, value, meta, loader, ttl)
+                refreshed = fresh is not MISSING and fresh is not RETRY
+                return value if fresh is MISSING else fresh
             # Corrupt (already logged): a miss, not a lease to wait for. Drop it unless it was
             # rewritten meanwhile, then read again (and take the lease).
             dropped = guard.call("drop_corrupt", key, lambda: drop_if_holds(client, key, raw), False)
             return RETRY if dropped else LEASED
 
         def store(lease: Lease, value: T) -> None:
-            payload, ttl_ms_ = self.fill_payload(value, ttl)
+            payload, ttl_ms_ = self.fill_payload(value, ttl, load_seconds)
             if payload is None:
                 guard.call("release", key, lambda: release_lease(client, lease), False)
             else:
                 guard.call("fill", key, lambda: fill_leased(client, lease, payload, ttl_ms_), False)
 
         return read_through(
-            read, lambda: fill_under_lease(guard, key, loader, store), loader, self.record_lookup
+            read,
+            lambda: fill_under_lease(guard, key, timed_loader, store),
+            loader,
+            lambda hit: self.record_lookup(hit and not refreshed),
         )
+
+    def refresh(
+        self,
+        key: str,
+        raw: bytes,
+        value: dict,
+        meta: swr.SoftExpiry,
+        loader: Callable[[], T],
+        ttl: int | None,
+    ) -> Any:
+        """Refresh the entry we read as `raw`: claim it (its bytes become our lease), load, fill if
+        still claimed. The loaded value; RETRY if the entry changed before we claimed it; MISSING
+        when Redis failed (serve what we read). A loader that raises gives the entry back."""
+        guard, client = self.guard, self.client
+        marked = self.claim_refresh(value, meta)
+        claimed = guard.call("claim_refresh", key, lambda: swap_if_holds(client, key, raw, marked), None)
+        if claimed is None:
+            return MISSING
+        if not claimed:
+            return RETRY
+        try:
+            fresh, load_seconds = self.timed(loader)
+        except BaseException:
+            guard.call("unclaim_refresh", key, lambda: swap_if_holds(client, key, marked, raw), False)
+            raise
+        lease = Lease(key, marked)  # an event since the claim replaced these bytes: fill dropped
+        payload, ttl_ms_ = self.fill_payload(fresh, ttl, load_seconds)
+        if payload is None:
+            guard.call("release", key, lambda: release_lease(client, lease), False)
+        else:
+            guard.call("refill", key, lambda: fill_leased(client, lease, payload, ttl_ms_), False)
+        return fresh
 
     def get_many_or_load(
         self, keys: Mapping[K, str], loader: Callable[[list[K]], Mapping[K, Any]], ttl: int | None = None
@@ -333,6 +432,8 @@ class CacheAsideStrategy(BaseCacheStrategy):
         A hit costs one pipelined round trip; misses add two (take the leases, fill the ones still
         leased), with the one load between. A missing row or a tombstone reads as None. A key that
         holds someone else's lease, an absent marker or a corrupt value is loaded, not filled.
+        With a `soft_ttl`, entries due for a refresh that this call claims (one more round trip)
+        are loaded with the misses and refilled unless an event changed them meanwhile.
         """
         ids = list(keys)
         if not ids:
@@ -353,43 +454,68 @@ class CacheAsideStrategy(BaseCacheStrategy):
         found: dict[K, Any] = {}
         absent: list[K] = []
         unusable: list[K] = []
+        due: list[tuple[K, bytes, bytes]] = []  # (id, raw read, bytes that claim its refresh)
         for ident, raw in zip(ids, raws, strict=True):
             if raw is None:
                 absent.append(ident)
                 continue
-            value = MISSING if is_lease(raw) else self.decode(keys[ident], raw)
+            value, meta = (MISSING, None) if is_lease(raw) else self.decode_entry(keys[ident], raw)
             if value is MISSING or value is None:
                 unusable.append(ident)
+            elif is_tombstone(value):
+                found[ident] = None
             else:
-                found[ident] = None if is_tombstone(value) else value
+                found[ident] = value
+                if self.refresh_due(meta):
+                    due.append((ident, raw, self.claim_refresh(value, meta)))
+        settled = bool(absent or due) and self.keys.settled()
         leases: dict[str, Lease] = {}
-        if absent and self.keys.settled():
+        if absent and settled:
             absent_keys = [keys[ident] for ident in absent]
             leases = guard.call("lease_many", first, lambda: take_leases(client, absent_keys), {})
-        to_load = absent + unusable
+        refreshing: dict[K, bytes] = {}
+        if due and settled:
+            swaps = [(keys[ident], raw, marked) for ident, raw, marked in due]
+            claimed = guard.call("claim_many", first, lambda: swap_many_if_holds(client, swaps), [])
+            refreshing = {ident: marked for (ident, _, marked), won in zip(due, claimed, strict=False) if won}
+            for ident in refreshing:
+                del found[ident]
+        to_load = absent + unusable + list(refreshing)
         self.record_lookups(len(found), len(to_load))
         if not to_load:
             return found
         try:
-            loaded = loader(to_load)
+            loaded, load_seconds = self.timed(loader, to_load)
         except BaseException:
             fills = [(lease, None, 0) for lease in leases.values()]
             guard.call("release_many", first, lambda: fill_leased_many(client, fills), [])
+            unclaims = [(keys[ident], marked, raw) for ident, raw, marked in due if ident in refreshing]
+            guard.call("unclaim_many", first, lambda: swap_many_if_holds(client, unclaims), [])
             raise
         fills = []
         for ident in absent:
             lease = leases.get(keys[ident])
             if lease is not None:
-                fills.append((lease, *self.fill_payload(loaded.get(ident), ttl)))
+                fills.append((lease, *self.fill_payload(loaded.get(ident), ttl, load_seconds)))
+        for ident, marked in refreshing.items():
+            lease = Lease(keys[ident], marked)
+            fills.append((lease, *self.fill_payload(loaded.get(ident), ttl, load_seconds)))
         if fills:
             guard.call("fill_many", first, lambda: fill_leased_many(client, fills), [])
         return {**found, **{ident: loaded.get(ident) for ident in to_load}}
 
-    def fill_payload(self, value: Any, ttl: int | None = None) -> tuple[bytes | None, int]:
+    def fill_payload(
+        self, value: Any, ttl: int | None = None, load_seconds: float = 0.0
+    ) -> tuple[bytes | None, int]:
         """What a fill stores for a loaded `value`, and for how long (ms): None (nothing) or an
-        absent marker for a missing row (`negative_ttl`), never a tombstone."""
+        absent marker for a missing row (`negative_ttl`), never a tombstone. With a `soft_ttl`, a
+        dict is stored with its soft expiry and `load_seconds` (the XFetch delta)."""
         if value is None:
             if self.negative_ttl is None:
                 return None, 0
             return serializer.dumps(None), self.ttl_ms(self.negative_ttl)
-        return serializer.dumps(value), self.ttl_ms(ttl)
+        ttl_ms_ = self.ttl_ms(ttl)
+        if type(value) is dict and not is_tombstone(value) and self.swr_enabled():
+            soft_ms = min(ttl_ms(self.soft_ttl), ttl_ms_)
+            value = swr.stamped(value, self.clock() * 1000 + soft_ms, load_seconds * 1000)
+        return serializer.dumps(value), ttl_ms_
