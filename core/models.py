@@ -139,6 +139,10 @@ class PublishingModel(models.Model):
     def _one_statement_possible(self, using: str, args, kwargs) -> bool:
         if args or not settings.EVENTS_ONE_STATEMENT_CREATE or not self._state.adding or self.pk is not None:
             return False
+        if int(settings.EVENTS_STREAM_PARTITIONS) > 1:
+            # An event's partition comes from its entity's id, which the statement has not made yet
+            # when the outbox row's stream is chosen: partitioned streams take the ORM path.
+            return False
         if kwargs.get("update_fields") is not None or kwargs.get("force_update"):
             return False
         if kwargs.get("force_insert") not in (None, False, True) or kwargs.keys() - {"using", "force_insert"}:
