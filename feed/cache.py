@@ -159,6 +159,14 @@ class UserFeedCache(CacheAsideStrategy):
     def queue_invalidate(self, pipe: redis.client.Pipeline, user_id: int) -> None:
         pipe.set(self.stamp_key(user_id), self.new_stamp(), px=self.stamp_ttl_ms())
 
+    def queue_invalidate_many(self, pipe: redis.client.Pipeline, user_ids: Iterable[int]) -> None:
+        """`queue_invalidate` of each user with one key builder and one fresh token (a commit's
+        followers): a token is only ever compared with its own user's stamp, and a fresh one
+        was never any of theirs, so sharing it among users is as safe as one each."""
+        builder, stamp, px = self.key_builder(), self.new_stamp(), self.stamp_ttl_ms()
+        for user_id in user_ids:
+            pipe.set(builder.build(HashTag("user", user_id), "stamp"), stamp, px=px)
+
     def queue_ensure_stamp(self, pipe: redis.client.Pipeline, stamp_key: str) -> str:
         """Queue SET NX GET of a fresh stamp, returned: the command's result is the stamp that was
         there (bytes), or None when ours was created (then ours is the user's stamp)."""

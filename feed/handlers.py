@@ -54,8 +54,8 @@ class PostHandler(EventHandler):
             author_id = post["author_id"]
             details.queue_write(pipe, post)
         feeds.queue_invalidate(pipe, author_id)
-        for follower_id in self.audiences.get(author_id, ()):
-            feeds.queue_invalidate(pipe, follower_id)
+        if followers_ := self.audiences.get(author_id):
+            feeds.queue_invalidate_many(pipe, followers_)
 
     def after_batch(self, batch: Sequence[Event]) -> None:
         authors = {_author_id(event) for event in batch}
