@@ -8,11 +8,17 @@ bench/harness.py; BENCH_REDIS_URL overrides), and measures in the same run:
 - the same hot read vs a raw redis-py GET of the same bytes (what our layers add);
 - feed page + counts (the API's selector) hot vs its database equivalent;
 - HTTP requests/s for GET /api/feed, hot, through uvicorn (1 worker) as ASGI (as deployed) and as
-  WSGI, driven by wrk (or a threaded http.client loop when wrk is not installed) on loopback.
-Prints a markdown table; `run()` returns it for `python -m bench`.
+  WSGI, driven by wrk (or a threaded http.client loop when wrk is not installed) on loopback;
+- followers' freshness: from `Post.objects.create` returning to a follower's first read that shows
+  the post (p50/p99), with the worker's fan-out alone (FEED_INLINE_FANOUT_MAX=0, the baseline) and
+  with the commit-time invalidation from the author's cached follower set, a real stream consumer
+  running in another process in both; and what that costs the write (create time, both ways).
+Prints a markdown table; `run()` returns it for `python -m bench`. `--freshness-only` runs the
+last part alone (no seed, no HTTP).
 """
 
 import argparse
+import multiprocessing
 import os
 import random
 import re
@@ -27,12 +33,31 @@ import time
 from collections.abc import Callable
 from http.client import HTTPConnection
 from pathlib import Path
+from typing import NamedTuple
 
-from bench.harness import bench_database, database_url, environment, settle_namespace, table, time_per_op
+from bench.harness import (
+    bench_database,
+    database_url,
+    environment,
+    median,
+    percentile,
+    settle_namespace,
+    table,
+    time_per_op,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_SIZE = 20
-ARGS = argparse.Namespace(users=10_000, posts=200_000, seconds=10.0, sample=200, seed=1)
+ARGS = argparse.Namespace(
+    users=10_000,
+    posts=200_000,
+    seconds=10.0,
+    sample=200,
+    seed=1,
+    writes=300,
+    followers=20,
+    freshness_only=False,
+)
 
 
 def _interleaved(workloads: dict[str, tuple[Callable[[], object], int]], rounds: int) -> dict[str, float]:
@@ -265,6 +290,195 @@ def measure_http(
         proc.wait(10)
 
 
+# --- followers' freshness -----------------------------------------------------------------------
+
+
+def _consume(stop_at: float) -> None:
+    """Runs in a child process: a real stream consumer (the worker's, with the real handlers and
+    their fan-out) until `stop_at`."""
+    from workers.consumer import StreamConsumer
+
+    consumer = StreamConsumer(name="freshness-consumer")
+    consumer.ensure_groups()
+    while time.time() < stop_at:
+        consumer.process(consumer.read(pending=False))
+
+
+def _wait_consumed(timeout: float = 10.0) -> None:
+    """Until the consumer has applied (and acknowledged) every feed event written so far."""
+    from core.connections import events_client
+    from core.events import stream_name
+
+    client, stream = events_client(), stream_name("feed")
+    deadline = time.monotonic() + timeout
+    while not all(g["pending"] == 0 and g["lag"] == 0 for g in client.xinfo_groups(stream)):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the consumer did not catch up")
+        time.sleep(0.001)
+
+
+class Freshness(NamedTuple):
+    """One write, from its return: to the fresh read's end, to its start (0 when the first read
+    after the write was fresh), the fresh read's own time (a miss: the database), stale reads."""
+
+    total: float
+    until_read: float
+    read: float
+    stale_reads: int
+
+
+def _time_to_fresh(author, follower_ids: list[int], writes: int, rng: random.Random) -> list[Freshness]:
+    """Per write: seconds from `Post.objects.create` returning to a follower's first feed read
+    (page 1, through the selector the API uses) that shows the new post. Before each write the
+    consumer has caught up and the follower's page is hot (so a stale read is possible)."""
+    from feed import selectors
+    from feed.cache import UserFeedCache
+    from feed.models import Post
+
+    feeds = UserFeedCache()
+    delays = []
+    for i in range(writes):
+        follower_id = rng.choice(follower_ids)
+        _wait_consumed()
+        selectors.feed(follower_id, 1, PAGE_SIZE)
+        if not feeds.client.exists(feeds.page_key(follower_id, 1, PAGE_SIZE)):
+            raise RuntimeError("feed pages are not cached (is the namespace settled?)")
+        post = Post.objects.create(author=author, body=f"fresh {i}")
+        returned = time.perf_counter()
+        deadline, stale = returned + 5, 0
+        while True:
+            started = time.perf_counter()
+            items = selectors.feed(follower_id, 1, PAGE_SIZE)
+            if items and items[0]["id"] == post.pk:
+                break
+            stale += 1
+            if started > deadline:
+                raise RuntimeError(f"follower {follower_id} never saw post {post.pk}")
+        done = time.perf_counter()
+        delays.append(Freshness(done - returned, started - returned, done - started, stale))
+    return delays
+
+
+def _create_times(author, writes: int, inline_max: int) -> tuple[list[float], list[float]]:
+    """Create times with the inline fan-out off and on, alternating (the same load hits both)."""
+    from django.conf import settings
+
+    from feed.models import Post
+
+    off, on = [], []
+    for i in range(writes):
+        for inline, samples in ((0, off), (inline_max, on)):
+            settings.FEED_INLINE_FANOUT_MAX = inline
+            started = time.perf_counter()
+            Post.objects.create(author=author, body=f"cost {i}")
+            samples.append(time.perf_counter() - started)
+    settings.FEED_INLINE_FANOUT_MAX = inline_max
+    return off, on
+
+
+def measure_freshness(writes: int, followers: int) -> dict[str, list]:
+    """The worker-only baseline, then the inline path, with a consumer process running throughout."""
+    from django.conf import settings
+    from django.db import connections
+
+    from accounts.models import AppUser
+    from feed.cache import FollowerSetCache
+    from feed.fanout import invalidate_followers
+    from feed.models import Follow
+
+    settle_namespace("feed")  # fills are stored only once the namespace's epoch is settled
+    inline_max = settings.FEED_INLINE_FANOUT_MAX
+    stamp = int(time.time() * 1000)
+    author = AppUser.objects.create(username=f"fresh-author-{stamp}")
+    fans = AppUser.objects.bulk_create([AppUser(username=f"fresh-fan-{stamp}-{i}") for i in range(followers)])
+    Follow.objects.bulk_create([Follow(follower=fan, followee=author) for fan in fans])  # no events
+    follower_ids = [fan.pk for fan in fans]
+    sets = FollowerSetCache()
+    rng = random.Random(1)
+
+    connections.close_all()  # the forked consumer opens its own
+    stop_at = time.time() + 3600
+    consumer = multiprocessing.get_context("fork").Process(target=_consume, args=(stop_at,), daemon=True)
+    consumer.start()
+    try:
+        time.sleep(0.5)
+        settings.FEED_INLINE_FANOUT_MAX = 0  # the writer: the worker alone (the consumer still fills)
+        sets.client.delete(sets.set_key(author.pk))
+        before = _time_to_fresh(author, follower_ids, writes, rng)
+        settings.FEED_INLINE_FANOUT_MAX = inline_max
+        invalidate_followers([author.pk], chunk=settings.FEED_FANOUT_CHUNK)  # the set, as a fan-out fills it
+        if author.pk not in sets.audiences([author.pk]):
+            raise RuntimeError("the author's follower set was not filled")
+        after = _time_to_fresh(author, follower_ids, writes, rng)
+        cost_off, cost_on = _create_times(author, writes, inline_max)
+        set_read = []
+        for _ in range(writes):
+            started = time.perf_counter()
+            sets.audiences([author.pk])
+            set_read.append(time.perf_counter() - started)
+    finally:
+        consumer.terminate()
+        consumer.join(10)
+        settings.FEED_INLINE_FANOUT_MAX = inline_max
+    return {"before": before, "after": after, "cost_off": cost_off, "cost_on": cost_on, "set_read": set_read}
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def freshness_rows(fresh: dict[str, list], followers: int) -> list[tuple]:
+    rows = []
+    for mode, label in (
+        ("before", "worker fan-out only (baseline)"),
+        ("after", "inline from the follower set"),
+    ):
+        totals = [f.total for f in fresh[mode]]
+        waits = [f.until_read for f in fresh[mode]]
+        first = sum(1 for f in fresh[mode] if f.stale_reads == 0) / len(fresh[mode])
+        rows += [
+            (f"write returns -> follower's fresh read, {label}: p50 / p99",
+             f"{_ms(percentile(totals, 50))} / {_ms(percentile(totals, 99))}", "", "",
+             "p50 <= 5 ms" if mode == "after" else ""),
+            ("  of which waiting for the invalidation (until the fresh read starts): p50 / p99",
+             f"{_ms(percentile(waits, 50))} / {_ms(percentile(waits, 99))}", "", "", ""),
+            ("  the fresh read itself (a miss: feed query + counts): p50",
+             _ms(percentile([f.read for f in fresh[mode]], 50)), "", "", ""),
+            ("  writes whose first read after returning was already fresh", f"{first:.0%}", "", "",
+             "100%" if mode == "after" else ""),
+        ]  # fmt: skip
+    before = percentile([f.total for f in fresh["before"]], 50)
+    after = percentile([f.total for f in fresh["after"]], 50)
+    off, on = median(fresh["cost_off"]), median(fresh["cost_on"])
+    rows += [
+        ("fresh read p50, inline vs worker only", "", "worker only", f"{before / after:.1f}x sooner", ""),
+        ("`Post.objects.create`, inline fan-out off (median)", _ms(off), "", "", ""),
+        (f"`Post.objects.create`, inline fan-out on, {followers} followers (median)", _ms(on), "off",
+         f"{on / off:.2f}x the time (+{(on - off) * 1e6:,.0f} µs)", ""),
+        ("  of which the follower-set read (`FollowerSetCache.audiences`, median)",
+         _ms(median(fresh["set_read"])), "", "", ""),
+    ]  # fmt: skip
+    return rows
+
+
+def freshness_report(fresh: dict[str, list], followers: int, writes: int) -> str:
+    return "\n".join(
+        [
+            f"### Followers' freshness ({environment()})",
+            "",
+            f"{writes} posts per mode by one author with {followers} followers, a real stream consumer "
+            "in another process throughout; before each post the consumer has caught up and a random "
+            "follower's feed page 1 is hot; after it returns, that follower reads page 1 (the API's "
+            "selector) until it shows the post. The fresh read is a cache miss (a database read), so "
+            "the time to it includes one feed query: under load that query is most of it. "
+            f"Load average at the end {os.getloadavg()[0]:.1f} (1, 5, 15 min: "
+            f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}).",
+            "",
+            table(["measurement", "time", "baseline", "ratio", "target"], freshness_rows(fresh, followers)),
+        ]
+    )
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 
@@ -273,12 +487,17 @@ def _us(seconds: float) -> str:
 
 
 def run(args: argparse.Namespace = ARGS) -> str:
+    if args.freshness_only:
+        with bench_database():
+            fresh = measure_freshness(args.writes, args.followers)
+        return freshness_report(fresh, args.followers, args.writes)
     with bench_database():
         n_users, n_posts, n_follows, seeded = seed(args.users, args.posts, args.seed)
         user_ids = sample_users(args.sample, args.seed)
         reads = measure_reads(user_ids, calls=1000)
         asgi_rate, asgi_how = measure_http(user_ids, args.seconds, "asgi")
         wsgi_rate, wsgi_how = measure_http(user_ids, args.seconds, "wsgi")
+        fresh = measure_freshness(args.writes, args.followers)
     rows = [
         ("feed page 1, uncached DB query (`queries.feed_page`)", _us(reads["db"]), "", "", ""),
         ("feed page 1 via `UserFeedCache.get_feed`, hot", _us(reads["hot"]), "DB query",
@@ -309,6 +528,8 @@ def run(args: argparse.Namespace = ARGS) -> str:
             "only comparable at a low load).",
             "",
             table(["measurement", "time / rate", "baseline", "ratio", "target"], rows),
+            "",
+            freshness_report(fresh, args.followers, args.writes),
         ]
     )
 
@@ -320,6 +541,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=ARGS.seconds, help="HTTP load per server")
     parser.add_argument("--sample", type=int, default=ARGS.sample, help="users whose feeds are read")
     parser.add_argument("--seed", type=int, default=ARGS.seed)
+    parser.add_argument("--writes", type=int, default=ARGS.writes, help="posts per freshness mode")
+    parser.add_argument("--followers", type=int, default=ARGS.followers, help="the freshness author's")
+    parser.add_argument("--freshness-only", action="store_true", help="only the followers' freshness")
     print(run(parser.parse_args()))
 
 

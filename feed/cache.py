@@ -10,22 +10,33 @@ stamp instead (UserFeedCache).
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import redis
+from django.conf import settings
 
 from core.caching import (
     ABSENT,
     UNAVAILABLE,
+    BaseCacheStrategy,
     CacheAsideStrategy,
     HashTag,
     Lease,
+    LuaScript,
     WriteThroughCacheStrategy,
     fill_under_lease,
+    new_token,
     read_through,
     release_lease,
+    ttl_ms,
 )
+
+_LUA = Path(__file__).resolve().parent / "lua"
+_FOLLOWERS_ADD = LuaScript.load("followers_add", directory=_LUA)
+_FOLLOWERS_LEASE = LuaScript.load("followers_lease", directory=_LUA)
+_FOLLOWERS_FILL = LuaScript.load("followers_fill", directory=_LUA)
 
 
 class PostDetailCache(CacheAsideStrategy, WriteThroughCacheStrategy):
@@ -150,6 +161,14 @@ class UserFeedCache(CacheAsideStrategy):
     def queue_invalidate(self, pipe: redis.client.Pipeline, user_id: int) -> None:
         pipe.set(self.stamp_key(user_id), self.new_stamp(), px=self.stamp_ttl_ms())
 
+    def queue_invalidate_many(self, pipe: redis.client.Pipeline, user_ids: Iterable[int]) -> None:
+        """`queue_invalidate` of each user with one key builder and one fresh token (a commit's
+        followers): a token is only ever compared with its own user's stamp, and a fresh one
+        was never any of theirs, so sharing it among users is as safe as one each."""
+        builder, stamp, px = self.key_builder(), self.new_stamp(), self.stamp_ttl_ms()
+        for user_id in user_ids:
+            pipe.set(builder.build(HashTag("user", user_id), "stamp"), stamp, px=px)
+
     def queue_ensure_stamp(self, pipe: redis.client.Pipeline, stamp_key: str) -> str:
         """Queue SET NX GET of a fresh stamp, returned: the command's result is the stamp that was
         there (bytes), or None when ours was created (then ours is the user's stamp)."""
@@ -223,3 +242,111 @@ class UserFeedCache(CacheAsideStrategy):
         """From MGET(stamp, page): (the user's current stamp or None, the page's items if servable)."""
         stamp = raws[0].decode() if raws[0] else None
         return stamp, self.servable_items(self.decode(page_key, raws[1]), stamp)
+
+
+class FollowerSetCache(BaseCacheStrategy):
+    """Who follows an author, for invalidating their feeds inside the post's commit-time round trip.
+
+    A Redis SET per author (`{user:ID}` like the author's feed keys), with a TTL, holding follower
+    ids and a sentinel: COMPLETE (the set is every follower: usable inline) or LARGE alone (more
+    than FEED_INLINE_FANOUT_MAX followers: the worker fans out). Only a fill from the database
+    creates one, under a lease taken before the read (`take_fill_leases`, `fill`: the worker's
+    fan-out, which reads the followers anyway). follow.created voids a fill in flight and adds to a
+    present set; follow.deleted deletes the set. So a present complete set is a superset of the
+    followers (a late or duplicate event only adds an ex-follower: one extra invalidation), and an
+    absent, evicted or unreadable one means "not known": the caller leaves it to the worker.
+    """
+
+    namespace = "feed"
+    default_ttl = 3600
+    COMPLETE = "*"
+    LARGE = "+"
+
+    def set_key(self, author_id: int) -> str:
+        return self.key(HashTag("user", author_id), "followers")
+
+    def lease_key(self, author_id: int) -> str:
+        return self.key(HashTag("user", author_id), "followers", "lease")
+
+    @staticmethod
+    def max_inline() -> int:
+        return settings.FEED_INLINE_FANOUT_MAX
+
+    def audiences(self, author_ids: Iterable[int]) -> dict[int, list[int]]:
+        """{author: follower ids} for the authors whose set is present and complete, within the
+        inline bound; one pipelined read. Absent, large or unreadable sets are left out (never
+        raises: Redis trouble leaves everyone to the worker)."""
+        authors = sorted(set(author_ids))
+        if not authors or self.max_inline() <= 0:
+            return {}
+        builder = self.key_builder()
+        keys = [builder.build(HashTag("user", author_id), "followers") for author_id in authors]
+
+        def read() -> list:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.smembers(key)
+            return pipe.execute()
+
+        found = self.guard.call("followers", keys[0], read, None)
+        if found is None:
+            return {}
+        complete, limit = self.COMPLETE.encode(), self.max_inline()
+        audiences = {}
+        for author_id, members in zip(authors, found, strict=True):
+            if complete in members and len(members) - 1 <= limit:
+                audiences[author_id] = [int(member) for member in members if member != complete]
+        return audiences
+
+    def queue_follow_created(self, pipe: redis.client.Pipeline, followee_id: int, follower_id: int) -> None:
+        keys = [self.set_key(followee_id), self.lease_key(followee_id)]
+        args = [follower_id, self.COMPLETE, self.LARGE, self.max_inline(), self.ttl_ms(None)]
+        _FOLLOWERS_ADD(pipe, keys, args)
+
+    def queue_follow_deleted(self, pipe: redis.client.Pipeline, followee_id: int) -> None:
+        """The set goes (and a fill in flight with it): the next fill reads the database."""
+        pipe.unlink(self.set_key(followee_id), self.lease_key(followee_id))
+
+    def take_fill_leases(self, author_ids: Iterable[int]) -> dict[int, Lease]:
+        """Leases on the sets of those authors that have none, one round trip, taken BEFORE the
+        database read they guard. {} when inline fan-out is off or Redis fails."""
+        authors = sorted(set(author_ids))
+        if not authors or self.max_inline() <= 0:
+            return {}
+        builder = self.key_builder()
+        keys = {a: builder.build(HashTag("user", a), "followers") for a in authors}
+        leases = {
+            a: Lease(builder.build(HashTag("user", a), "followers", "lease"), new_token()) for a in authors
+        }
+        if not self.keys.settled():  # a namespace bump is settling: nothing may be stored yet
+            return {}
+        ms = ttl_ms(settings.CACHE_LEASE_SECONDS)
+
+        def take() -> list:
+            pipe = self.client.pipeline(transaction=False)
+            for author_id, lease in leases.items():
+                _FOLLOWERS_LEASE(pipe, [keys[author_id], lease.key], [lease.token, ms])
+            return pipe.execute()
+
+        taken = self.guard.call("followers_lease", leases[authors[0]].key, take, None)
+        if taken is None:
+            return {}
+        return {author_id: lease for (author_id, lease), ok in zip(leases.items(), taken, strict=True) if ok}
+
+    def fill(self, leases: Mapping[int, Lease], followers: Mapping[int, list[int]]) -> int:
+        """Store each leased author's followers as read from the database (an author absent from
+        `followers` has none); more than the inline bound stores the LARGE marker. One round trip;
+        a lease voided meanwhile stores nothing. Returns how many sets were stored."""
+        if not leases:
+            return 0
+        limit, ms = self.max_inline(), self.ttl_ms(None)
+
+        def store() -> int:
+            pipe = self.client.pipeline(transaction=False)
+            for author_id, lease in leases.items():
+                ids = followers.get(author_id, [])
+                members = [self.LARGE] if len(ids) > limit else [*ids, self.COMPLETE]
+                _FOLLOWERS_FILL(pipe, [self.set_key(author_id), lease.key], [lease.token, ms, *members])
+            return sum(1 for stored in pipe.execute() if stored)
+
+        return self.guard.call("followers_fill", next(iter(leases.values())).key, store, 0)

@@ -1,18 +1,27 @@
 """Fan-out on write of invalidations: when an author posts, each follower's feed gets a new
 generation. Small audiences are done inline (one pipeline); large ones in Celery tasks of
-FEED_FANOUT_CHUNK followers, so no single Redis command or task runs long."""
+FEED_FANOUT_CHUNK followers, so no single Redis command or task runs long.
+
+This is the worker's fan-out, from the database: the backstop for every post, whether or not the
+commit-time path invalidated the followers from a cached set (feed.cache.FollowerSetCache). Its
+database read also fills the authors' missing follower sets, under leases taken before the read."""
 
 from collections.abc import Iterable
 
+from feed.cache import FollowerSetCache
 from feed.models import Follow
 from feed.tasks import invalidate_feeds, invalidate_feeds_now
 
+follower_sets = FollowerSetCache()
+
 
 def invalidate_followers(author_ids: Iterable[int], chunk: int) -> int:
-    """Invalidate the feeds of everyone following any of `author_ids` (one query for all of them).
-    Returns the number of followers reached."""
+    """Invalidate the feeds of everyone following any of `author_ids` (one query for all of them),
+    and fill their missing follower sets from that read. Returns the number of followers reached."""
+    author_ids = set(author_ids)
+    leases = follower_sets.take_fill_leases(author_ids)  # before the read: a follow since voids it
     followers: dict[int, list[int]] = {}
-    rows = Follow.objects.filter(followee_id__in=set(author_ids)).order_by("followee_id", "follower_id")
+    rows = Follow.objects.filter(followee_id__in=author_ids).order_by("followee_id", "follower_id")
     for author_id, follower_id in rows.values_list("followee_id", "follower_id").iterator(chunk_size=5000):
         followers.setdefault(author_id, []).append(follower_id)
     inline: list[int] = []
@@ -24,4 +33,5 @@ def invalidate_followers(author_ids: Iterable[int], chunk: int) -> int:
             invalidate_feeds.delay(follower_ids[start : start + chunk])
     for start in range(0, len(inline), chunk):
         invalidate_feeds_now(inline[start : start + chunk])
+    follower_sets.fill(leases, followers)
     return sum(len(ids) for ids in followers.values())

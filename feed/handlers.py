@@ -9,7 +9,7 @@ reader to the database. Feed invalidation sets a fresh random stamp (which no st
 """
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis
 from django.conf import settings
@@ -17,19 +17,32 @@ from django.conf import settings
 from accounts.events import USER_TYPES
 from core.events import Event, EventHandler, registry
 from feed import events
-from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
+from feed.cache import FollowerSetCache, PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.fanout import invalidate_followers
 
 details = PostDetailCache()
 counts = ReactionCountsCache()
 feeds = UserFeedCache()
+followers = FollowerSetCache()
 
 
 class PostHandler(EventHandler):
     """post.*: update a present detail (or tombstone it); invalidate the author's own feed now and
-    the followers' feeds after the batch (chunked into Celery tasks for large audiences)."""
+    the followers' feeds after the batch (chunked into Celery tasks for large audiences).
+
+    At commit time (`prepare`), an author with a cached, complete follower set of at most
+    FEED_INLINE_FANOUT_MAX has the followers' feeds invalidated in the same pipeline too: they see
+    the post before the write returns. The worker's fan-out still runs for every post (an absent
+    or stale set, a follow racing the post): re-stamping a feed twice is harmless."""
 
     event_types = events.POST_TYPES
+
+    def __init__(self, audiences: Mapping[int, Sequence[int]] | None = None) -> None:
+        self.audiences = audiences or {}
+
+    def prepare(self, batch: Sequence[Event]) -> "PostHandler":
+        audiences = followers.audiences(_author_id(event) for event in batch)
+        return PostHandler(audiences) if audiences else self
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
         if event.type == events.POST_DELETED:
@@ -41,6 +54,8 @@ class PostHandler(EventHandler):
             author_id = post["author_id"]
             details.queue_write(pipe, post)
         feeds.queue_invalidate(pipe, author_id)
+        if followers_ := self.audiences.get(author_id):
+            feeds.queue_invalidate_many(pipe, followers_)
 
     def after_batch(self, batch: Sequence[Event]) -> None:
         authors = {_author_id(event) for event in batch}
@@ -57,12 +72,19 @@ class StatsHandler(EventHandler):
 
 
 class FollowHandler(EventHandler):
-    """follow.*: the follower's feed now includes (or excludes) the followee's posts."""
+    """follow.*: the follower's feed now includes (or excludes) the followee's posts (a new stamp:
+    this also covers a post that raced the follow past the followee's cached follower set), and the
+    followee's follower set gains the follower (if present) or goes (an unfollow)."""
 
     event_types = events.FOLLOW_TYPES
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
-        feeds.queue_invalidate(pipe, event.data["follower_id"])
+        follower_id, followee_id = event.data["follower_id"], event.data["followee_id"]
+        feeds.queue_invalidate(pipe, follower_id)
+        if event.type == events.FOLLOW_CREATED:
+            followers.queue_follow_created(pipe, followee_id, follower_id)
+        else:
+            followers.queue_follow_deleted(pipe, followee_id)
 
 
 def _author_id(event: Event) -> int:

@@ -271,6 +271,10 @@ EVENTS_RELAY_INTERVAL_SECONDS = env_float("EVENTS_RELAY_INTERVAL_SECONDS", 5.0)
 EVENTS_RELAY_PASS_SECONDS = env_float("EVENTS_RELAY_PASS_SECONDS", 2.0)
 # Followers per Celery task when a post invalidates many feeds.
 FEED_FANOUT_CHUNK = env_int("FEED_FANOUT_CHUNK", 1000)
+# Authors with at most this many followers have their followers' feeds invalidated inside the
+# post's commit-time round trip (from a cached follower set); larger audiences, or an author whose
+# set is not cached, are left to the worker's fan-out (which runs for every post anyway). 0: off.
+FEED_INLINE_FANOUT_MAX = env_int("FEED_INLINE_FANOUT_MAX", 200)
 
 # --- Popularity and pre-warming --------------------------------------------------------------
 POPULARITY_BUCKET_SECONDS = env_int("POPULARITY_BUCKET_SECONDS", 3600)

@@ -137,12 +137,15 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
     if not gate.available(ignore_hold=True):  # held = recovering: new events still go straight out
         _outboxed(items, using)
         return 0
+    apply_effects = settings.EVENTS_APPLY_ON_COMMIT
+    # The handlers' reads (e.g. follower sets) come before the one pipeline that carries effects.
+    handlers = registry.prepared(events) if apply_effects else registry
     try:
         delivery = deliver(
             [(item.stream, item.payload) for item in items],
-            events if settings.EVENTS_APPLY_ON_COMMIT else None,
+            events if apply_effects else None,
             [(item.stream, item.outbox_id) for item in items],
-            handlers=registry,
+            handlers=handlers,
             queue_marks=outbox.mark_sent,
         )
     except (redis.ConnectionError, redis.TimeoutError) as exc:

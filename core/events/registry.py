@@ -28,6 +28,10 @@ class EventHandler:
     `after_batch` runs in the worker only, once per batch, for effects that need the database or
     more work than one pipeline should carry (e.g. fanning a post out to many followers' feeds).
     Raising from either fails the events: they are retried, then dead-lettered.
+    `prepare` runs in the writing process only, before its commit-time pipeline is built: the one
+    place a handler may read Redis (`apply` only queues), to do more at commit time than the
+    events alone allow (e.g. a post's followers' feeds, from a cached follower set). It is an
+    optimisation, never needed for correctness: the worker applies the unprepared handler.
     """
 
     event_types: tuple[str, ...] = ()
@@ -39,6 +43,11 @@ class EventHandler:
 
     def after_batch(self, events: Sequence[Event]) -> None:
         return None
+
+    def prepare(self, events: Sequence[Event]) -> "EventHandler":
+        """The handler to apply `events` with at commit time: `self` (the default), or a copy
+        bound to what it read (one round trip for all of them). Raising means "not prepared"."""
+        return self
 
 
 class UnknownEventType(LookupError):
@@ -120,6 +129,34 @@ class HandlerRegistry:
 
     def handles(self, event_type: str) -> bool:
         return event_type in self._resolved
+
+    def prepared(self, events: Sequence[Event]) -> "HandlerRegistry":
+        """This registry with each handler that `events` concern replaced by its `prepare(its
+        events)` (the commit path's registry); `self` when no handler prepared anything. A handler
+        whose prepare raises is kept as it is (logged): the worker does what it would have done."""
+        concerned: dict[int, tuple[EventHandler, list[Event]]] = {}
+        for event in events:
+            for handler in self._by_type.get(event.type, ()):
+                concerned.setdefault(id(handler), (handler, []))[1].append(event)
+        replaced: dict[int, EventHandler] = {}
+        for key, (handler, mine) in concerned.items():
+            try:
+                bound = handler.prepare(mine)
+            except Exception:
+                logger.exception("prepare of %s failed (applied unprepared)", type(handler).__name__)
+                continue
+            if bound is not handler:
+                replaced[key] = bound
+        if not replaced:
+            return self
+        view = HandlerRegistry()
+        for event_type, handlers in self._by_type.items():
+            bound_handlers = [replaced.get(id(handler), handler) for handler in handlers]
+            view._by_type[event_type] = bound_handlers
+            view._resolved[event_type] = (
+                bound_handlers[0] if len(bound_handlers) == 1 else HandlerGroup(bound_handlers)
+            )
+        return view
 
     def event_types(self) -> list[str]:
         return sorted(self._resolved)
