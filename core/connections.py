@@ -21,6 +21,7 @@ with a standalone Redis down; `UNAVAILABLE` is what they catch. On both kinds,
 `pipeline(transaction=False)` returns a `core.pipelines.Batch` (we track what we queued).
 """
 
+import time
 from functools import cache
 from urllib.parse import unquote, urlsplit
 
@@ -107,10 +108,43 @@ def roles_shared() -> bool:
     return settings.EVENTS_REDIS_URL == settings.REDIS_URL
 
 
-@cache
+class Unreachable:
+    """Stands in for a client that could not be built (no cluster node answered): every use raises
+    redis.ConnectionError, so the callers' breakers and fallbacks handle it as Redis down."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str):
+        raise redis.ConnectionError(f"redis unreachable: {self.error}")
+
+
+_unreachable: list = [0.0, None]  # [until (monotonic), Unreachable]: no rebuild attempt before then
+
+
 def cache_client() -> redis.Redis:
     """django-redis's client for CACHES['default']: short socket timeouts, one shared pool.
-    Looked up once per process (the lookup costs more than a cached read's Python side)."""
+    Looked up once per process (the lookup costs more than a cached read's Python side). While it
+    cannot be built (a cluster of which no node answers), an `Unreachable`, retried after the
+    breaker's backoff."""
+    if _unreachable[1] is not None and time.monotonic() < _unreachable[0]:
+        return _unreachable[1]
+    try:
+        client = _cache_client()
+    except UNAVAILABLE as exc:
+        _unreachable[:] = [time.monotonic() + settings.CACHE_FAILURE_BACKOFF_SECONDS, Unreachable(exc)]
+        return _unreachable[1]
+    _unreachable[1] = None
+    return client
+
+
+def forget_unreachable() -> None:
+    """Try to build the cache client on the next use, whatever the backoff says (tests)."""
+    _unreachable[1] = None
+
+
+@cache
+def _cache_client() -> redis.Redis:
     return get_redis_connection("default")
 
 

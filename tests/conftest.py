@@ -38,9 +38,10 @@ def flush_redis() -> None:
 def redis_client():
     """The cache client, on a flushed database; process-local cache state reset."""
     from core.caching import breaker, epochs, stats
-    from core.connections import cache_client
+    from core.connections import cache_client, forget_unreachable
     from core.events.recovery import recovery
 
+    forget_unreachable()
     client = cache_client()
     flush_redis()
     recovery.reset()
