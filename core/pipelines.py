@@ -91,12 +91,19 @@ def batch(client: redis.Redis | RedisCluster) -> Batch:
     return Batch(client)
 
 
+# The source of every Lua script this process knows, by SHA (core.caching.scripts registers them).
+_script_sources: dict[str, str] = {}
+
+
+def remember_script(sha: str, source: str) -> None:
+    """Make `source` one of the scripts a batch loads again after NOSCRIPT."""
+    _script_sources[sha] = source
+
+
 def load_known_scripts(client: redis.Redis | RedisCluster) -> None:
     """SCRIPT LOAD every script this process knows (on a cluster: on every primary)."""
-    from core.caching.scripts import known_scripts  # the scripts module imports this one
-
-    for script in known_scripts():
-        client.script_load(script.source)
+    for source in list(_script_sources.values()):
+        client.script_load(source)
 
 
 def routing_key(args: Sequence) -> Any:

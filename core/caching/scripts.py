@@ -20,7 +20,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from core.pipelines import Batch
+from core.pipelines import Batch, remember_script
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
@@ -38,6 +38,7 @@ class LuaScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts so
         _known[self.sha] = self
+        remember_script(self.sha, source)
 
     @classmethod
     def load(cls, name: str, directory: Path = LUA_DIR, prelude: Sequence[str] = ()) -> "LuaScript":
