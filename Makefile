@@ -14,7 +14,12 @@ PYTEST_ARGS ?=
 # Exit 0 when the database already has users, 3 when it has none (anything else is an error).
 HAS_USERS := import sys; from django.contrib.auth import get_user_model; sys.exit(0 if get_user_model().objects.exists() else 3)
 
-.PHONY: venv venv-dev redis run test lint bench lock soak
+# `make test-cluster`: a 6-node Redis Cluster on CLUSTER_PORT_BASE..+5 (scripts/redis-cluster); the
+# broker and the channel layer on the standalone Redis of REDIS_URL (databases 14 and 13).
+CLUSTER_PORT_BASE ?= 7100
+STANDALONE_REDIS := $(shell echo '$(REDIS_URL)' | sed -E 's#^(rediss?://[^/]+).*#\1#')
+
+.PHONY: venv venv-dev redis run test test-cluster lint bench lock soak
 
 # The product's packages only (requirements.txt): what `make run` needs.
 venv: $(VENV)/.installed
@@ -100,6 +105,17 @@ SOAK_CYCLE_OPS ?= 20000
 soak: venv-dev redis
 	CHAOS_OPS=$(SOAK_OPS) CHAOS_CYCLE_OPS=$(SOAK_CYCLE_OPS) CHAOS_TIMEOUT=$${CHAOS_TIMEOUT:-172800} \
 	  $(PY) -m pytest -p no:cacheprovider -s -q tests/test_chaos_redis.py $(PYTEST_ARGS)
+
+# The whole suite against a real cluster, minus the few tests marked standalone_only.
+test-cluster: venv-dev redis
+	export REDIS_CLUSTER_PORT_BASE=$(CLUSTER_PORT_BASE)
+	scripts/redis-cluster start
+	trap 'scripts/redis-cluster stop' EXIT
+	base=$(CLUSTER_PORT_BASE)
+	REDIS_CLUSTER=true REDIS_URL=redis://127.0.0.1:$$base \
+	  REDIS_CLUSTER_NODES=127.0.0.1:$$((base + 1)),127.0.0.1:$$((base + 2)) \
+	  CELERY_BROKER_URL=$(STANDALONE_REDIS)/14 CHANNEL_LAYER_REDIS_URL=$(STANDALONE_REDIS)/13 \
+	  $(PY) -m pytest -m "not standalone_only" $(PYTEST_ARGS)
 
 lint: venv-dev
 	$(VENV)/bin/ruff check .

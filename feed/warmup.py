@@ -145,7 +145,7 @@ def warm_feeds(k: int, size: int | None = None, progress: Progress | None = None
                 feeds.queue_page(write, user_id, 1, size, stamp, queries.feed_page(user_id, 1, size))
                 release_lease(write, lease)
                 result.written += 1
-        if write.command_stack:
+        if len(write):
             write.execute()
         if progress:
             progress(len(chunk))

@@ -15,15 +15,35 @@ def _redis_is_ours():
     cache_client().ping()  # fail loudly when Redis is not running
 
 
+def flush_redis() -> None:
+    """Empty what the tests own: the cache's database (on a cluster: FLUSHALL on every primary) and
+    the channel layer's servers when they are not the cache's."""
+    import redis
+    from django.conf import settings
+
+    from core.connections import cache_client, cluster_enabled, primaries
+
+    client = cache_client()
+    if cluster_enabled():
+        for node in primaries(client):
+            node.flushall()
+    else:
+        client.flushdb()
+    for url in settings.CHANNEL_LAYER_REDIS_URL.split(","):
+        if url.strip() and url.strip() != settings.REDIS_URL:
+            redis.Redis.from_url(url.strip()).flushdb()
+
+
 @pytest.fixture(autouse=True)
 def redis_client():
     """The cache client, on a flushed database; process-local cache state reset."""
     from core.caching import breaker, epochs, stats
-    from core.connections import cache_client
+    from core.connections import cache_client, forget_unreachable
     from core.events.recovery import recovery
 
+    forget_unreachable()
     client = cache_client()
-    client.flushdb()
+    flush_redis()
     recovery.reset()
     breaker.reset()
     epochs.forget()

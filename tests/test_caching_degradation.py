@@ -275,3 +275,26 @@ def test_a_bumped_namespace_stays_bumped_while_the_breaker_is_open(redis_client)
 
     assert key_during_outage == bumped
     assert items.get(key_during_outage, "miss") == "miss"
+
+
+def test_a_cluster_of_which_no_node_answers_degrades_like_a_redis_down(
+    transactional_db, unused_port, monkeypatch
+):
+    """RedisCluster's constructor raises RedisClusterException when no startup node answers: the
+    product's builder says ConnectionError, and the cache client stands in as unreachable, so a
+    cache-aside read answers from its loader (the breaker opens) instead of raising."""
+    import core.connections as connections
+    from core.caching import breaker
+
+    with pytest.raises(redis.ConnectionError):
+        connections.cluster_client(f"redis://127.0.0.1:{unused_port}", socket_connect_timeout=0.05)
+
+    def no_node_answers():
+        return connections.cluster_client(f"redis://127.0.0.1:{unused_port}", socket_connect_timeout=0.05)
+
+    monkeypatch.setattr(connections, "_cache_client", no_node_answers)  # the fault: a dead cluster
+    items = Items()
+    assert items.get_or_load(items.key("cold"), lambda: {"from": "db"}) == {"from": "db"}
+    assert not breaker.available()
+    monkeypatch.undo()
+    connections.forget_unreachable()  # the backoff would keep answering "unreachable" for a second

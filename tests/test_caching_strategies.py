@@ -17,6 +17,7 @@ from core.caching import (
     is_tombstone,
     stats,
 )
+from core.pipelines import Batch
 
 
 class Things(CacheAsideStrategy, WriteThroughCacheStrategy):
@@ -315,11 +316,11 @@ class RecordingRedis(redis.Redis):
         return super().execute_command(*args, **options)
 
     def pipeline(self, transaction=True, shard_hint=None):
-        pipe = super().pipeline(transaction, shard_hint)
+        pipe = Batch(self)  # what the product's clients return: it knows what was queued
         execute = pipe.execute
 
         def recorded_execute(raise_on_error=True):
-            self.commands.extend(args for args, _ in pipe.command_stack)
+            self.commands.extend(args for args, _ in pipe.commands)
             return execute(raise_on_error)
 
         pipe.execute = recorded_execute

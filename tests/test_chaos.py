@@ -26,7 +26,11 @@ from tests.polling import eventually
 from tests.subprocesses import ROOT, PrivateRedis, Processes, database_url
 
 # 20,000 operations take a few minutes on two cores: more than the suite's default per-test timeout.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(1500),
+    pytest.mark.standalone_only(reason="kills and restarts its own standalone redis-server as the cache"),
+]
 
 
 def _poison() -> list[bytes]:

@@ -132,7 +132,7 @@ def test_one_commit_sends_all_its_events_in_one_round_trip(
         execute = pipe.execute
 
         def counted(*a, **k):
-            trips.append([str(command[0][0]) for command in pipe.command_stack])
+            trips.append([str(args[0]) for args, _options in pipe.commands])
             return execute(*a, **k)
 
         pipe.execute = counted
@@ -391,6 +391,23 @@ def test_next_successful_commit_drains_the_outbox_after_an_outage(
     assert bodies == ["after recovery", "stranded"]
     assert outbox_backlog() == 0
     assert stranded.pk
+
+
+def test_a_refused_xadd_whose_sent_mark_cannot_be_taken_back_never_raises_out_of_the_commit(
+    transactional_db, pipeline_settings, redis_client
+):
+    """Not a connection error: the stream and the sent-mark set are of the wrong type, so the XADD is
+    refused and taking back its mark (SREM) fails too. The commit still returns normally (Django's
+    robust on-commit handler must be able to log our callback) and the row waits for the relay."""
+    from core.events.outbox import sent_key
+
+    redis_client.set(stream_name("feed"), b"not a stream")
+    redis_client.set(sent_key(), b"not a set")
+    with transaction.atomic():
+        post = make_post(body="refused")
+    assert Post.objects.filter(pk=post.pk).exists()
+    assert OutboxEvent.objects.count() == 1
+    assert outbox_backlog() == 1
 
 
 def test_publish_outside_a_transaction_still_goes_through_the_outbox(

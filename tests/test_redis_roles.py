@@ -24,6 +24,10 @@ from tests.polling import eventually
 from tests.subprocesses import database_url
 from workers.consumer import StreamConsumer
 
+pytestmark = pytest.mark.standalone_only(
+    reason="the events role runs on private standalone redis-servers (both roles share the cluster there)"
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 details = PostDetailCache()
 

@@ -28,6 +28,7 @@ import feed.tasks
 from accounts.auth import issue_token
 from core.caching import CacheManager, NamespaceKeys, is_lease, namespaces
 from core.caching.namespaces import NamespaceEpochs
+from core.connections import StandaloneRedis
 from core.events import Event, apply
 from feed import events as feed_events
 from feed import queries, services
@@ -144,7 +145,7 @@ def evicting_redis(tmp_path, unused_port):
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
     )
-    client = redis.Redis(port=unused_port, socket_connect_timeout=0.2, retry=None)
+    client = StandaloneRedis(port=unused_port, socket_connect_timeout=0.2, retry=None)  # the product's kind
     try:
         eventually(lambda: _pings(client))
         yield client

@@ -26,7 +26,11 @@ from feed.models import Follow
 from tests.polling import eventually
 from tests.subprocesses import ROOT, PrivateRedis, Processes, database_url
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(240),
+    pytest.mark.standalone_only(reason="its worker's Redis is a private standalone redis-server it kills"),
+]
 
 OUTAGES = ("shutdown", "kill", "shutdown", "kill")
 OUTAGE_SECONDS = 3.0

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from themoon.debug_guard import is_local_host, refuse_debug_with_public_hosts
 
@@ -183,6 +184,12 @@ CORS_URLS_REGEX = r"^/api/.*$"
 
 # --- Redis: cache, streams, channel layer, Celery broker -------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Redis Cluster for the cache and the events (README, "Redis Cluster"): REDIS_URL (and
+# EVENTS_REDIS_URL) then name one startup node, REDIS_CLUSTER_NODES (host:port, comma-separated)
+# more; database numbers are ignored (no SELECT on a cluster). The Celery broker and the channel
+# layer have no cluster support and must name their own standalone servers.
+REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
+REDIS_CLUSTER_NODES = env_list("REDIS_CLUSTER_NODES", "")
 # The events server: streams, consumer groups, dead letters, consumer heartbeats and outbox sent
 # marks, the state that must never be evicted (noeviction + AOF). Default: the cache's server.
 EVENTS_REDIS_URL = env_str("EVENTS_REDIS_URL", "") or REDIS_URL
@@ -200,7 +207,10 @@ CACHES = {
         # Our keys are already namespaced and versioned by CacheKeyBuilder: no second prefix.
         "KEY_FUNCTION": "core.caching.keys.identity_key",
         "OPTIONS": {
-            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            # DefaultClient, plus a get_many without cross-slot MGET on a cluster.
+            "CLIENT_CLASS": "core.caching.backend.CacheClient",
+            # Non-transactional pipelines are our batches (core.pipelines), on both kinds of client.
+            "REDIS_CLIENT_CLASS": "core.connections.StandaloneRedis",
             "SERIALIZER": "core.caching.serializers.CacheSerializer",
             "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_CONNECT_TIMEOUT,
             "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
@@ -208,16 +218,36 @@ CACHES = {
         },
     }
 }
+if REDIS_CLUSTER:
+    CACHES["default"]["OPTIONS"]["CONNECTION_FACTORY"] = "core.caching.backend.ClusterConnectionFactory"
 # Sessions live in the database: a Redis outage must not log everybody out.
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
+
+def _required_off_cluster(name: str, default: str) -> str:
+    """`name` from the environment; off a cluster `default` (a database of REDIS_URL's server)."""
+    value = env_str(name, "")
+    if value:
+        return value
+    if REDIS_CLUSTER:
+        raise ImproperlyConfigured(f"REDIS_CLUSTER=true: set {name} to a standalone server (no cluster)")
+    return default
+
+
+# The channel layer: REDIS_URL's server by default; a comma-separated list of standalone Redis URLs
+# makes channels-redis shard groups and channels over them (it has no Redis Cluster support).
+CHANNEL_LAYER_REDIS_URL = _required_off_cluster("CHANNEL_LAYER_REDIS_URL", REDIS_URL)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             # channels-redis waits in BZPOPMIN for 5 s; redis-py 8 would time the read out at 5 s and
             # kill every idle WebSocket consumer (django/channels_redis#422): give the read room.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}],
+            "hosts": [
+                {"address": address.strip(), "socket_timeout": 15, "socket_connect_timeout": 2}
+                for address in CHANNEL_LAYER_REDIS_URL.split(",")
+                if address.strip()
+            ],
             "prefix": "themoon:ws",
         },
     }
@@ -293,11 +323,14 @@ WARM_RECENT_POSTS = env_int("WARM_RECENT_POSTS", 50_000)
 # deployment has one (CELERY_BROKER_URL=amqp://user:password@host:5672/vhost). Either way the worker
 # must outlive broker outages: it reconnects forever (no retry budget to exhaust), with bounded
 # socket timeouts and health checks so a dead or half-open connection is noticed and replaced.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", redis_db_url(REDIS_URL, 1))
+CELERY_BROKER_URL = _required_off_cluster("CELERY_BROKER_URL", redis_db_url(REDIS_URL, 1))
 _BROKER_IS_REDIS = CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://"))
 # Results live in Redis (RabbitMQ keeps no results): the broker's own server when that is Redis.
 CELERY_RESULT_BACKEND = env_str(
-    "CELERY_RESULT_BACKEND", CELERY_BROKER_URL if _BROKER_IS_REDIS else redis_db_url(REDIS_URL, 1)
+    "CELERY_RESULT_BACKEND",
+    CELERY_BROKER_URL
+    if _BROKER_IS_REDIS
+    else _required_off_cluster("CELERY_RESULT_BACKEND", redis_db_url(REDIS_URL, 1)),
 )
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -13,7 +13,7 @@ from typing import TypeVar
 import redis
 
 from core.caching.breaker import RedisBreaker, breaker
-from core.connections import cache_client
+from core.connections import UNAVAILABLE, cache_client
 
 logger = logging.getLogger("core.caching")
 
@@ -37,13 +37,14 @@ class GuardedRedis:
         return self._client if self._client is not None else cache_client()
 
     def call(self, operation: str, key: str, fn: Callable[[], T], fallback: T) -> T:
-        """`fn()`, or `fallback` while the breaker is open or when Redis fails (connection errors
-        open the breaker; other Redis errors are logged with the operation and key)."""
+        """`fn()`, or `fallback` while the breaker is open or when Redis fails (connection errors,
+        a cluster of which no node answers included, open the breaker; other Redis errors are
+        logged with the operation and key)."""
         if not self.breaker.available():
             return fallback
         try:
             result = fn()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             self.breaker.failure(exc, operation, key)
             return fallback
         except redis.RedisError as exc:

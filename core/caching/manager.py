@@ -1,4 +1,6 @@
-"""Administrative view of the cache: health, statistics, namespace-wide invalidation."""
+"""Administrative view of the cache: health, statistics, namespace-wide invalidation.
+
+INFO, DBSIZE and SCAN are per server: on a cluster they go to every primary and are summed."""
 
 import logging
 from typing import Any
@@ -8,7 +10,7 @@ import redis
 from core.caching.keys import CacheKeyBuilder
 from core.caching.namespaces import epochs
 from core.caching.strategies import stats
-from core.connections import cache_client
+from core.connections import UNAVAILABLE, cache_client, primaries
 
 logger = logging.getLogger("core.caching")
 
@@ -26,22 +28,27 @@ class CacheManager:
     def health_check(self) -> bool:
         """True when Redis answers a PING; never raises."""
         try:
-            return bool(self.client.ping())
-        except redis.RedisError as exc:
+            return all(node.ping() for node in primaries(self.client))
+        except (redis.RedisError, *UNAVAILABLE) as exc:
             logger.warning("cache health check failed: %s", exc)
             return False
 
     def get_stats(self) -> dict[str, Any]:
         """Memory, key counts (total and per namespace, by SCAN) and this process's hits/misses."""
-        info = self.client.info("memory")
+        nodes = primaries(self.client)
+        infos = [node.info("memory") for node in nodes]
         per_namespace: dict[str, int] = {}
-        for key in self.client.scan_iter(count=_SCAN_COUNT):
-            namespace = key.split(b":", 1)[0].decode(errors="replace")
-            per_namespace[namespace] = per_namespace.get(namespace, 0) + 1
+        for node in nodes:
+            for key in node.scan_iter(count=_SCAN_COUNT):
+                namespace = key.split(b":", 1)[0].decode(errors="replace")
+                per_namespace[namespace] = per_namespace.get(namespace, 0) + 1
+        used_memory = sum(info["used_memory"] for info in infos)
         return {
-            "used_memory": info["used_memory"],
-            "used_memory_human": info.get("used_memory_human"),
-            "total_keys": self.client.dbsize(),
+            "used_memory": used_memory,
+            "used_memory_human": (
+                infos[0].get("used_memory_human") if len(infos) == 1 else _human(used_memory)
+            ),
+            "total_keys": sum(node.dbsize() for node in nodes),
             "keys_per_namespace": dict(sorted(per_namespace.items())),
             "requests_per_namespace": stats.snapshot(),
         }
@@ -51,14 +58,15 @@ class CacheManager:
         Raises ValueError for a namespace that is not a plain name (a glob would match others)."""
         CacheKeyBuilder(namespace)  # validates: letters, digits, '_', '.', '-'
         removed = 0
-        batch: list[bytes] = []
-        for key in self.client.scan_iter(match=f"{namespace}:*", count=_SCAN_COUNT):
-            batch.append(key)
-            if len(batch) >= _SCAN_COUNT:
-                removed += self.client.unlink(*batch)
-                batch.clear()
-        if batch:
-            removed += self.client.unlink(*batch)
+        for node in primaries(self.client):
+            batch: list[bytes] = []
+            for key in node.scan_iter(match=f"{namespace}:*", count=_SCAN_COUNT):
+                batch.append(key)
+                if len(batch) >= _SCAN_COUNT:
+                    removed += _unlink(node, batch)
+                    batch.clear()
+            if batch:
+                removed += _unlink(node, batch)
         logger.info("cleared namespace %s: %d keys", namespace, removed)
         return removed
 
@@ -70,3 +78,19 @@ class CacheManager:
         epoch = epochs.bump(self.client, namespace)
         logger.info("namespace %s bumped to epoch %d", namespace, epoch)
         return epoch
+
+
+def _unlink(node: redis.Redis, keys: list[bytes]) -> int:
+    """UNLINK keys of one server, one command per key pipelined (keys of many slots)."""
+    pipe = node.pipeline(transaction=False)
+    for key in keys:
+        pipe.unlink(key)
+    return sum(pipe.execute())
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if size < 1024 or unit == "G":
+            return f"{size:.2f}{unit}" if unit != "B" else f"{size}B"
+        size /= 1024
+    return f"{size:.2f}G"

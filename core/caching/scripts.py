@@ -5,9 +5,9 @@ scripts next to its code (`LuaScript.load("upsert", directory=..., prelude=("win
 SHA crosses the wire. Redis forgets scripts on a restart or a SCRIPT FLUSH, so:
 
 - a direct call that gets NOSCRIPT loads the script and runs it again;
-- a pipeline that queued one of our scripts and gets NOSCRIPT back loads every known script and runs
-  the whole pipeline once more. That is safe because what we queue is idempotent (version
-  compare-and-set, tombstones, fresh tokens): running a batch twice equals running it once.
+- a batch (`core.pipelines.Batch`, what our clients' `pipeline(transaction=False)` returns) that got
+  NOSCRIPT back loads every known script and runs once more. That is safe because what we queue is
+  idempotent (version compare-and-set, tombstones, fresh tokens): running a batch twice equals once.
 
 Every script touches only the keys it is given, all in one hash slot, so it runs on Redis Cluster.
 """
@@ -17,15 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import redis
-from redis.client import Pipeline
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
+
+from core.pipelines import Batch, remember_script
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
-# Every script loaded in this process, by SHA: what a pipeline reloads after NOSCRIPT.
+# Every script loaded in this process, by SHA: what a batch reloads after NOSCRIPT.
 _known: dict[str, "LuaScript"] = {}
-# Marks a pipeline whose execute() already retries on NOSCRIPT (set on the pipeline object).
-_RETRYING = "_themoon_noscript_retry"
 
 
 class LuaScript:
@@ -38,6 +38,7 @@ class LuaScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts so
         _known[self.sha] = self
+        remember_script(self.sha, source)
 
     @classmethod
     def load(cls, name: str, directory: Path = LUA_DIR, prelude: Sequence[str] = ()) -> "LuaScript":
@@ -46,11 +47,12 @@ class LuaScript:
         parts = [(directory / f"{part}.lua").read_text() for part in (*prelude, name)]
         return cls(name, "\n".join(parts))
 
-    def __call__(self, client: redis.Redis | Pipeline, keys: Sequence[str], args: Sequence) -> object:
-        """Run on `client`; on a pipeline the EVALSHA is queued (the result comes from execute)."""
-        if isinstance(client, Pipeline):
-            if not getattr(client, _RETRYING, False):
-                _retry_on_noscript(client)
+    def __call__(
+        self, client: redis.Redis | RedisCluster | Batch, keys: Sequence[str], args: Sequence
+    ) -> object:
+        """Run on `client`; on a batch the EVALSHA is queued (the result comes from execute, which
+        handles NOSCRIPT). On a plain redis-py pipeline it is only queued: NOSCRIPT comes back."""
+        if isinstance(client, Batch):
             return client.evalsha(self.sha, len(keys), *keys, *args)
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)
@@ -59,33 +61,15 @@ class LuaScript:
             return client.evalsha(self.sha, len(keys), *keys, *args)
 
 
-def load_known_scripts(client: redis.Redis | Pipeline) -> None:
-    """SCRIPT LOAD every script this process knows (queued, on a pipeline)."""
-    for script in list(_known.values()):
+def known_scripts() -> list[LuaScript]:
+    """Every script this process has loaded (what a batch reloads after NOSCRIPT)."""
+    return list(_known.values())
+
+
+def load_known_scripts(client: redis.Redis | RedisCluster) -> None:
+    """SCRIPT LOAD every script this process knows (on a cluster: on every primary)."""
+    for script in known_scripts():
         client.script_load(script.source)
-
-
-def _retry_on_noscript(pipe: Pipeline) -> None:
-    """Make `pipe.execute` load the scripts and run the pipeline once more if Redis answered NOSCRIPT
-    (whichever `raise_on_error` the caller passes; the caller sees only the second run)."""
-    execute = pipe.execute
-
-    def execute_with_scripts(raise_on_error: bool = True) -> list:
-        stack = list(pipe.command_stack)
-        try:
-            results = execute(raise_on_error)
-        except NoScriptError:
-            pass
-        else:
-            if not any(isinstance(result, NoScriptError) for result in results):
-                return results
-        load_known_scripts(pipe)
-        execute(True)
-        pipe.command_stack.extend(stack)
-        return execute(raise_on_error)
-
-    pipe.execute = execute_with_scripts
-    setattr(pipe, _RETRYING, True)
 
 
 # The library's own scripts (core/caching/lua/).

@@ -25,7 +25,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 import core.events.outbox as outbox
 from core import metrics, one_statement
 from core.caching.breaker import RedisBreaker, breaker
-from core.connections import events_client, roles_shared
+from core.connections import UNAVAILABLE, events_client, roles_shared
 from core.events.event import Event
 from core.events.recovery import recovery
 from core.events.registry import registry
@@ -112,9 +112,19 @@ def _keep_flush_last(connection, buffer: _TransactionBuffer, using: str) -> None
             hooks.pop(-2)
         elif entry in hooks:
             hooks.remove(entry)
-    entry = (set(), partial(_flush, connection, using), True)
+    entry = (set(), _flusher(connection, using), True)
     hooks.append(entry)
     buffer.flush_entry = entry
+
+
+def _flusher(connection, using: str):
+    """The flush as a named function: Django's robust on-commit handler logs a failing callback by
+    its `__qualname__`, which a `functools.partial` does not have (the log itself would raise)."""
+
+    def flush_committed_events() -> None:
+        _flush(connection, using)
+
+    return flush_committed_events
 
 
 def _flush(connection, using: str) -> None:
@@ -148,8 +158,12 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
             handlers=handlers,
             queue_marks=outbox.mark_sent,
         )
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except UNAVAILABLE as exc:
         gate.failure(exc, "xadd", items[0].stream)
+        _outboxed(items, using)
+        return 0
+    except redis.RedisError as exc:  # not a connection failure: the relay publishes them later
+        logger.error("events round trip failed, left in the outbox for the relay: %s", exc)
         _outboxed(items, using)
         return 0
     gate.success()
@@ -166,7 +180,7 @@ def send(items: Sequence[Outgoing], using: str = DEFAULT_DB_ALIAS) -> int:
             outbox.unmark_sent(
                 events_client(), [(item.stream, item.outbox_id) for item in refused]
             )  # same pipeline
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.RedisError, *UNAVAILABLE) as exc:  # any error: never out of the commit
             logger.warning("could not take back sent marks (the relay may skip them): %s", exc)
         recovery.note_unsent([item.event for item in refused], using)
     if delivery.effects_error is not None:

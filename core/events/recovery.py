@@ -27,13 +27,12 @@ import threading
 import time
 from collections.abc import Sequence
 
-import redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from core.caching.breaker import breaker
-from core.connections import cache_client, events_client, roles_shared
+from core.connections import UNAVAILABLE, cache_client, events_client, roles_shared
 from core.events.event import Event
 from core.events.outbox import outbox_rows_before, relay_pass
 
@@ -117,7 +116,7 @@ class Recovery:
                     generation = self._generation
                 try:
                     done = self._drain_once()
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                except UNAVAILABLE as exc:
                     logger.info("events recovery: redis not answering yet (%s)", exc)
                     backoff = min(backoff * 2, 2.0)
                     continue
@@ -166,7 +165,7 @@ class Recovery:
         try:
             if len(pipe):
                 effects.collect(pipe.execute(raise_on_error=False))
-        except (redis.ConnectionError, redis.TimeoutError):
+        except UNAVAILABLE:
             with self._lock:
                 self._own[:0] = events
             raise

@@ -11,10 +11,9 @@ again), it only comes back in `Delivery.effects_error` for the caller to act on.
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis
 from django.conf import settings
 
-from core.connections import cache_client, events_client, roles_shared
+from core.connections import UNAVAILABLE, cache_client, events_client, roles_shared
 from core.events.event import Event
 from core.events.registry import Applied, HandlerRegistry, apply, registry
 from core.events.streams import EVENT_FIELD
@@ -74,6 +73,6 @@ def deliver(
         try:
             if len(cache_pipe):
                 delivery.effects.collect(cache_pipe.execute(raise_on_error=False))
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             delivery.effects_error = exc
     return delivery
