@@ -29,6 +29,40 @@ def seed_world(users: int = 40, conversations: int = 12) -> None:
         Participant.objects.bulk_create([Participant(conversation=conversation, user=u) for u in members])
 
 
+DRIVERS = 2
+
+
+def start_drivers(processes, ops: int, threads: int = 3) -> list[subprocess.Popen]:
+    """The workload (tests/chaos_driver.py): DRIVERS processes sharing `ops`, seeds 1..DRIVERS."""
+    return [
+        processes.start(
+            f"driver-{i}",
+            "-m",
+            "tests.chaos_driver",
+            "--ops",
+            str(ops // DRIVERS),
+            "--threads",
+            str(threads),
+            "--seed",
+            str(i + 1),
+        )
+        for i in range(DRIVERS)
+    ]
+
+
+def driver_progress(processes, ops: int) -> int:
+    """Operations done by all drivers (a finished driver counts as all of its share)."""
+    total = 0
+    for i in range(DRIVERS):
+        lines = processes.log(f"driver-{i}").splitlines()
+        if any(line.startswith("DONE") for line in lines):
+            total += ops // DRIVERS
+            continue
+        counts = [int(line.split()[1]) for line in lines if line.startswith("PROGRESS")]
+        total += counts[-1] if counts else 0
+    return total
+
+
 def held_entries(client: redis.Redis, name: bytes) -> list[tuple[str, bytes]]:
     """(stream, entry id) of every entry delivered to a consumer whose name contains `name` and not
     acknowledged yet."""

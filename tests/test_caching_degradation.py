@@ -25,6 +25,7 @@ from core.caching import (
     RedisBreaker,
     WriteThroughCacheStrategy,
 )
+from tests.subprocesses import free_port
 
 LOGGER = "core.caching"
 
@@ -130,12 +131,6 @@ class CountingRedis(redis.Redis):
     def execute_command(self, *args, **options):
         self.calls += 1
         return super().execute_command(*args, **options)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_recovery_logs_once_and_a_new_outage_warns_again(caplog, tmp_path):

@@ -21,7 +21,7 @@ from django.db import connection
 from core.events import Event
 from core.events.streams import EVENT_FIELD
 from feed import events
-from tests.chaos import StreamTap, freeze_mid_batch, seed_world
+from tests.chaos import StreamTap, driver_progress, freeze_mid_batch, seed_world, start_drivers
 from tests.polling import eventually
 from tests.subprocesses import ROOT, PrivateRedis, Processes, database_url
 
@@ -73,32 +73,10 @@ def test_mixed_workload_under_faults_converges_to_zero_mismatches(transactional_
         procs.worker("worker-a")
         procs.worker("worker-b")
         procs.start("beat", "-m", "celery", "-A", "themoon", "beat", "--schedule", str(tmp_path / "beat"))
-        drivers = [
-            procs.start(
-                f"driver-{i}",
-                "-m",
-                "tests.chaos_driver",
-                "--ops",
-                str(ops // 2),
-                "--threads",
-                "3",
-                "--seed",
-                str(i + 1),
-            )
-            for i in range(2)
-        ]
+        drivers = start_drivers(procs, ops)
 
         def progress() -> int:
-            """Operations done by all drivers (a finished driver counts as all of its share)."""
-            total = 0
-            for i in range(2):
-                lines = procs.log(f"driver-{i}").splitlines()
-                if any(line.startswith("DONE") for line in lines):
-                    total += ops // 2
-                    continue
-                counts = [int(line.split()[1]) for line in lines if line.startswith("PROGRESS")]
-                total += counts[-1] if counts else 0
-            return total
+            return driver_progress(procs, ops)
 
         # 1. kill -9 a worker while it holds unacknowledged entries (mid-batch), then replace it.
         eventually(lambda: progress() >= ops * 0.15, timeout=600, interval=0.5)

@@ -59,7 +59,16 @@ from core.events import Event, InvalidEvent
 from core.events.streams import EVENT_FIELD
 from core.models import OutboxEvent
 from feed.models import Comment, Follow, Post, Reaction
-from tests.chaos import STREAMS, StreamTap, entity, freeze_mid_batch, held_entries, seed_world
+from tests.chaos import (
+    STREAMS,
+    StreamTap,
+    driver_progress,
+    entity,
+    freeze_mid_batch,
+    held_entries,
+    seed_world,
+    start_drivers,
+)
 from tests.polling import eventually
 from tests.subprocesses import ROOT, PrivateRedis, Processes, database_url, free_port
 from tests.tcp_proxy import TcpProxy
@@ -299,31 +308,10 @@ def test_redis_faults_leave_nothing_stale_nothing_lost(transactional_db, tmp_pat
     try:
         workers.worker("worker-a")
         workers.worker("worker-b")
-        driver_procs = [
-            drivers.start(
-                f"driver-{i}",
-                "-m",
-                "tests.chaos_driver",
-                "--ops",
-                str(ops // 2),
-                "--threads",
-                "3",
-                "--seed",
-                str(i + 1),
-            )
-            for i in range(2)
-        ]
+        driver_procs = start_drivers(drivers, ops)
 
         def progress() -> int:
-            total = 0
-            for i in range(2):
-                lines = drivers.log(f"driver-{i}").splitlines()
-                if any(line.startswith("DONE") for line in lines):
-                    total += ops // 2
-                    continue
-                counts = [int(line.split()[1]) for line in lines if line.startswith("PROGRESS")]
-                total += counts[-1] if counts else 0
-            return total
+            return driver_progress(drivers, ops)
 
         def reach(target: float) -> None:
             eventually(

@@ -21,15 +21,9 @@ from chat.models import Message
 from chat.testing import make_chat_user, make_conversation
 from core.events import stream_name
 from tests.polling import eventually
-from tests.subprocesses import database_url
+from tests.subprocesses import database_url, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

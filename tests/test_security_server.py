@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 
 from tests.polling import eventually
+from tests.subprocesses import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,12 +37,6 @@ def load_settings(env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_debug_is_off_unless_asked_for():

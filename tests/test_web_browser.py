@@ -22,7 +22,7 @@ from django.conf import settings
 
 from tests.factories import make_user
 from tests.polling import eventually
-from tests.subprocesses import database_url
+from tests.subprocesses import database_url, free_port
 
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is in requirements-dev.txt")
 expect = playwright.expect
@@ -45,12 +45,6 @@ WAIT_MS = 10_000
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} missing (apt install chromium)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
