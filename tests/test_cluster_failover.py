@@ -1,14 +1,16 @@
 """A consumer survives `kill -9` of a master holding a stream partition (issue 15 item 4).
 
-Runs only against a disposable Redis Cluster named by CLUSTER_FAILOVER_NODES (comma-separated
-host:port, e.g. `127.0.0.1:7200,127.0.0.1:7201`; 3 masters + 3 replicas, cluster-node-timeout
-~2000 ms): it kills one master, waits for its replica's promotion, then restarts the killed node
-(from its own config file) as a replica. Never point it at a cluster anyone else uses.
+Without CLUSTER_FAILOVER_NODES it starts a private 6-node cluster (3 masters + 3 replicas,
+cluster-node-timeout 2000 ms) with `scripts/redis-cluster` on free loopback ports and stops it after.
+CLUSTER_FAILOVER_NODES (comma-separated host:port) names a disposable cluster instead; never one
+anyone else uses. The test kills one master, waits for its replica's promotion, then restarts the
+killed node (from its own config file) as a replica.
 """
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -20,10 +22,10 @@ from redis.crc import key_slot
 
 from core.events import Event, EventHandler, HandlerRegistry
 from core.events.streams import EVENT_FIELD, domain_streams, partition_of
+from tests.subprocesses import ROOT, free_port
 from workers.consumer import StreamConsumer
 
-NODES = os.environ.get("CLUSTER_FAILOVER_NODES", "")
-pytestmark = pytest.mark.skipif(not NODES, reason="needs a disposable cluster: CLUSTER_FAILOVER_NODES")
+pytestmark = pytest.mark.standalone_only  # it builds its own cluster; make test-cluster has one already
 PARTITIONS = 8
 # From the kill: cluster-node-timeout (2 s) + election (~1 s) + the consumer's backoff (<= 5 s).
 RESUME_BOUND_SECONDS = 15.0
@@ -43,9 +45,67 @@ def _probe_key(entity: int) -> str:
     return f"failover:{{probe:{entity}}}"
 
 
-def _cluster() -> RedisCluster:
-    nodes = [ClusterNode(*part.split(":")) for part in NODES.split(",")]
-    return RedisCluster(startup_nodes=nodes, socket_timeout=2.0, socket_connect_timeout=0.3)
+def _free_port_base(count: int = 6) -> int:
+    """A base port with `count` free loopback ports above it (and their cluster bus ports, +10000)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count + 10000 > 65535:
+            continue
+        ports = [*range(base, base + count), *range(base + 10000, base + 10000 + count)]
+        if all(_port_free(port) for port in ports):
+            return base
+    raise RuntimeError("no free run of ports for a private cluster")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture(scope="module")
+def cluster_nodes(tmp_path_factory):
+    """CLUSTER_FAILOVER_NODES, or a private cluster started for this module (always stopped)."""
+    named = os.environ.get("CLUSTER_FAILOVER_NODES", "")
+    if named:
+        yield named
+        return
+    base = _free_port_base()
+    env = {
+        **os.environ,
+        "REDIS_CLUSTER_PORT_BASE": str(base),
+        "REDIS_CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster")),
+    }
+    script = str(ROOT / "scripts" / "redis-cluster")
+    subprocess.run([script, "start"], env=env, check=True, timeout=120)
+    try:
+        _wait_replicas_online(range(base, base + 6))
+        yield ",".join(f"127.0.0.1:{port}" for port in range(base, base + 3))
+    finally:
+        subprocess.run([script, "stop"], env=env, check=False, timeout=60)
+
+
+def _wait_replicas_online(ports, timeout: float = 60.0) -> None:
+    """A fresh cluster's replicas sync after `--cluster create`; one that has not cannot be promoted."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        masters = [redis.Redis(port=port).info("replication") for port in ports]
+        masters = [info for info in masters if info["role"] == "master"]
+        if len(masters) == 3 and all(
+            info.get("connected_slaves") == 1 and info.get("slave0", {}).get("state") == "online"
+            for info in masters
+        ):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the private cluster's replicas never came online")
+
+
+def _cluster(nodes: str) -> RedisCluster:
+    startup = [ClusterNode(*part.split(":")) for part in nodes.split(",")]
+    return RedisCluster(startup_nodes=startup, socket_timeout=2.0, socket_connect_timeout=0.3)
 
 
 def _write(client: RedisCluster, streams: list[str], entity: int, value: str, deadline: float) -> None:
@@ -84,10 +144,10 @@ def _wait_applied(client, expected: dict[int, str], timeout: float) -> float:
     raise AssertionError(f"{len(missing)} events never reached the cache: {sorted(missing)[:10]}")
 
 
-def test_consumer_survives_kill_of_a_partition_master(transactional_db, settings):
+def test_consumer_survives_kill_of_a_partition_master(transactional_db, settings, cluster_nodes):
     settings.EVENTS_STREAM_PARTITIONS = PARTITIONS
     settings.EVENTS_CLAIM_IDLE_MS = 60_000
-    client = _cluster()
+    client = _cluster(cluster_nodes)
     streams = domain_streams("feed")
     for stream in streams:
         client.delete(stream)
