@@ -402,7 +402,7 @@ def test_a_refused_xadd_whose_sent_mark_cannot_be_taken_back_never_raises_out_of
     from core.events.outbox import sent_key
 
     redis_client.set(stream_name("feed"), b"not a stream")
-    redis_client.set(sent_key(), b"not a set")
+    redis_client.set(sent_key(stream_name("feed")), b"not a set")
     with transaction.atomic():
         post = make_post(body="refused")
     assert Post.objects.filter(pk=post.pk).exists()
