@@ -203,3 +203,24 @@ def test_worker_and_its_consumer_survive_repeated_redis_outages(
 
 def _written(procs: Processes) -> list[str]:
     return [line.split()[1] for line in procs.log("writer").splitlines() if line.startswith("POST ")]
+
+
+def test_a_detached_broker_channel_fails_as_a_connection_error_not_an_attribute_error():
+    """The crash the soak reproduced: kombu restores unacknowledged messages while closing a channel
+    whose transport is already detached from its connection. Ours raises a connection error there,
+    which Celery recovers from; kombu's own Channel raises AttributeError, which ends the worker."""
+    import redis as redis_py
+    from django.conf import settings
+    from kombu import Connection
+    from kombu.transport import redis as kombu_redis
+
+    assert settings.CELERY_BROKER_TRANSPORT == "themoon.broker:Transport"
+    with Connection(settings.CELERY_BROKER_URL, transport=settings.CELERY_BROKER_TRANSPORT) as connection:
+        channel = connection.channel()
+        channel._disconnect_pools()
+        channel.connection.client = None  # what Connection._do_close_transport leaves behind
+        with pytest.raises(redis_py.ConnectionError):
+            channel._connparams()
+        stock = kombu_redis.Channel._connparams
+        with pytest.raises(AttributeError):
+            stock(channel)

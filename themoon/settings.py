@@ -325,6 +325,11 @@ WARM_RECENT_POSTS = env_int("WARM_RECENT_POSTS", 50_000)
 # socket timeouts and health checks so a dead or half-open connection is noticed and replaced.
 CELERY_BROKER_URL = _required_off_cluster("CELERY_BROKER_URL", redis_db_url(REDIS_URL, 1))
 _BROKER_IS_REDIS = CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://"))
+# kombu's Redis transport with a guard that keeps a broker outage from ending the worker
+# (themoon/broker.py); an amqp:// broker uses kombu's own transport.
+CELERY_BROKER_TRANSPORT = (
+    "themoon.broker:Transport" if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None
+)
 # Results live in Redis (RabbitMQ keeps no results): the broker's own server when that is Redis.
 CELERY_RESULT_BACKEND = env_str(
     "CELERY_RESULT_BACKEND",
