@@ -408,12 +408,16 @@ def _drain(client: redis.Redis, run: Run) -> bool:
         for stream in STREAMS:
             try:
                 groups = client.xinfo_groups(stream)
+                last = client.xinfo_stream(stream)["last-generated-id"]
             except redis.ResponseError:
                 continue
+            # Delivered = the group's last-delivered-id is the stream's last id. Not XINFO's `lag`:
+            # Redis derives it from entries-added/entries-read counters, which a kill -9 and AOF
+            # reload can leave apart (a positive lag that never moves, with nothing left to read).
             behind += [
-                f"{stream}: pending {g['pending']}, lag {g['lag']}"
+                f"{stream}: pending {g['pending']}, last delivered {g['last-delivered-id']} of {last}"
                 for g in groups
-                if g["pending"] or g["lag"]
+                if g["pending"] or g["last-delivered-id"] != last
             ]
         return "" if not waiting and not behind else f"outbox {waiting}; " + "; ".join(behind)
 
