@@ -2,11 +2,14 @@
 drivers (tests/chaos_driver.py), and what those processes need to reach the test database."""
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -181,3 +184,56 @@ class Processes:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@contextlib.contextmanager
+def uvicorn_server(**env: str) -> Iterator[int]:
+    """uvicorn serving themoon.asgi on a free loopback port, as the Procfile's web process does
+    (websockets-sansio, no lifespan), against the test's database and Redis, `env` on top; yields
+    the port once it listens, always stopped."""
+    from django.conf import settings
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "themoon.settings_test",
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "DATABASE_URL": database_url(),
+        "DATABASE_CONN_MAX_AGE": "0",
+        "WEBSOCKET_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
+        **env,
+    }
+    command = [sys.executable, "-m", "uvicorn", "themoon.asgi:application", "--host", "127.0.0.1"]
+    command += [
+        "--port",
+        str(port),
+        "--ws",
+        "websockets-sansio",
+        "--lifespan",
+        "off",
+        "--log-level",
+        "warning",
+    ]
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+        def tail() -> str:
+            log.seek(0)
+            return log.read()[-3000:].decode(errors="replace")
+
+        def listening() -> bool:
+            assert server.poll() is None, f"uvicorn exited: {tail()}"
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        try:
+            eventually(listening, timeout=20, interval=0.1)
+            yield port
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=5)

@@ -2,16 +2,9 @@
 (`websockets`), the real Celery worker applying the events to the cache."""
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import orjson
 import pytest
-from django.conf import settings
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -21,58 +14,17 @@ from chat.models import Message
 from chat.testing import make_chat_user, make_conversation
 from core.events import stream_name
 from tests.polling import eventually
-from tests.subprocesses import database_url, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.subprocesses import uvicorn_server
 
 
 @pytest.fixture
 def asgi_server(transactional_db):
     """uvicorn serving themoon.asgi on a free loopback port; always terminated."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "themoon.settings_test",
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "DATABASE_URL": database_url(),
+    with uvicorn_server(
         # Only the worker updates the cache: the test proves the pipeline, not the shortcut.
-        "EVENTS_APPLY_ON_COMMIT": "false",
-        "DATABASE_CONN_MAX_AGE": "0",
-        "WEBSOCKET_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
-    }
-    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
-    command = [sys.executable, "-m", "uvicorn", "themoon.asgi:application", "--host", "127.0.0.1"]
-    command += ["--ws", "websockets-sansio", "--lifespan", "off"]  # as the Procfile's web process
-    server = subprocess.Popen(
-        [*command, "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-
-        def listening() -> bool:
-            assert server.poll() is None, f"uvicorn exited: {_tail(log)}"
-            with socket.socket() as probe:
-                return probe.connect_ex(("127.0.0.1", port)) == 0
-
-        eventually(listening, timeout=20, interval=0.1)
+        EVENTS_APPLY_ON_COMMIT="false",
+    ) as port:
         yield port
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-        log.close()
-
-
-def _tail(log) -> str:
-    log.seek(0)
-    return log.read()[-3000:].decode(errors="replace")
 
 
 class Client:

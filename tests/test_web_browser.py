@@ -10,24 +10,17 @@ Set WEB_TEST_SCREENSHOTS=<dir> to keep a screenshot of each page (for a look, ne
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 
 from tests.factories import make_user
-from tests.polling import eventually
-from tests.subprocesses import database_url, free_port
+from tests.subprocesses import uvicorn_server
 
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is in requirements-dev.txt")
 expect = playwright.expect
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it); Playwright downloads nothing
 CHROMIUM_ARGS = [
     "--headless",
@@ -50,51 +43,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def web_server(transactional_db):
     """uvicorn serving themoon.asgi on a free loopback port (as the Procfile does); always stopped."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "themoon.settings_test",
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "DATABASE_URL": database_url(),
-        "DATABASE_CONN_MAX_AGE": "0",
-        "WEBSOCKET_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
-    }
-    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
-    command = [sys.executable, "-m", "uvicorn", "themoon.asgi:application", "--host", "127.0.0.1"]
-    command += [
-        "--port",
-        str(port),
-        "--ws",
-        "websockets-sansio",
-        "--lifespan",
-        "off",
-        "--log-level",
-        "warning",
-    ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-
-        def listening() -> bool:
-            assert server.poll() is None, f"uvicorn exited: {_tail(log)}"
-            with socket.socket() as probe:
-                return probe.connect_ex(("127.0.0.1", port)) == 0
-
-        eventually(listening, timeout=20, interval=0.1)
+    with uvicorn_server() as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-        log.close()
-
-
-def _tail(log) -> str:
-    log.seek(0)
-    return log.read()[-3000:].decode(errors="replace")
 
 
 class Visitor:
