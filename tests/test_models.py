@@ -1,7 +1,11 @@
 """Model constraints and the version contract of VersionedModel (what the cache's set_if_newer needs)."""
 
+import threading
+import time
+
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from chat.models import Conversation, Message, Participant
 from feed.models import Comment, Follow, Post, Reaction
@@ -97,6 +101,60 @@ def test_message_version_increases_too():
     message.body = "hi!"
     message.save(update_fields=["body"])
     assert Message.objects.get(pk=message.pk).version == 2
+
+
+def test_the_version_bump_rides_on_the_update_itself():
+    """One statement per save of an existing row: UPDATE ... version = version + 1 ... RETURNING."""
+    post = make_post()
+    post.body = "edited"
+    with CaptureQueriesContext(connection) as queries:
+        post.save(update_fields=["body"])
+    sql = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    [update] = [s for s in sql if s.startswith("UPDATE")]
+    assert '"version" = ("feed_post"."version" + 1)' in update
+    assert update.endswith('RETURNING "version"')
+    assert not [s for s in sql if s.startswith("SELECT") and "FOR UPDATE" in s]
+    assert post.version == 2 == Post.objects.get(pk=post.pk).version
+
+
+def test_saving_a_row_deleted_meanwhile_inserts_it_again_as_version_one():
+    post = make_post()
+    post.save()  # version 2
+    stale = Post.objects.get(pk=post.pk)
+    Post.objects.filter(pk=post.pk).delete()
+    stale.save()  # Django's save: UPDATE finds no row, so INSERT
+    assert stale.version == 1 == Post.objects.get(pk=post.pk).version
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_saves_of_one_row_get_versions_in_commit_order():
+    """The UPDATE holds the row lock until commit: a second save waits for the first and gets the
+    next version, so the later commit always has the higher one."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks across connections: PostgreSQL (SQLite serializes whole writes)")
+    post = make_post()
+    first_locked, results = threading.Event(), {}
+
+    def second_writer() -> None:
+        first_locked.wait(5)
+        other = Post.objects.get(pk=post.pk)
+        other.body = "second"
+        with transaction.atomic():
+            other.save(update_fields=["body"])
+        results["second"] = other.version
+        connections.close_all()
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    with transaction.atomic():
+        post.body = "first"
+        post.save(update_fields=["body"])
+        first_locked.set()
+        time.sleep(0.3)  # the second save is blocked on our row lock meanwhile
+        assert "second" not in results
+    thread.join(10)
+    assert (post.version, results["second"]) == (2, 3)
+    assert Post.objects.values_list("body", "version").get(pk=post.pk) == ("second", 3)
 
 
 def test_bulk_update_is_refused_with_a_clear_error():
