@@ -14,6 +14,9 @@ trip: the row, what the receivers fold in and the outbox rows go in one statemen
 (`core.one_statement`); elsewhere (SQLite, or any other receiver listening) the ORM path above runs.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from django.conf import settings
 from django.db import connections, models, router, transaction
 from django.db.models import F
@@ -255,14 +258,26 @@ class VersionedModel(PublishingModel):
         query.add_update_fields(values)
         sql, params = query.get_compiler(using=using).as_sql()
         connection = connections[using]
+        extra = self.update_returning(connection)
+        returning = ", ".join(
+            [connection.ops.quote_name(field.column), *(expression for expression, _ in extra)]
+        )
         with transaction.mark_for_rollback_on_error(using=using), connection.cursor() as cursor:
-            cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(field.column)}", params)
+            cursor.execute(f"{sql} RETURNING {returning}", params)
             row = cursor.fetchone()
         if row is None:
             self.version = 1
             return False
         self.version = row[0]
+        for (_, returned), value in zip(extra, row[1:], strict=True):
+            returned(value)
         return True
+
+    def update_returning(self, connection) -> list[tuple[str, Callable[[Any], None]]]:
+        """More values the save's UPDATE returns, read in that one statement: (SQL expression, a
+        function given the value). Receivers see them set (e.g. a related row read FOR SHARE, so a
+        concurrent change of it commits wholly before or after this save). None by default."""
+        return []
 
 
 def _update_returns(using: str) -> bool:

@@ -83,6 +83,9 @@ class Post(VersionedModel):
     stats_version = models.PositiveBigIntegerField(default=0, editable=False)
 
     objects = PostQuerySet.as_manager()
+    # The author's username as the last save's UPDATE read it, under a share lock (PostgreSQL;
+    # `update_returning`): what the post.updated event carries. None: read `author.username`.
+    saved_author_name: str | None = None
 
     class Meta:
         # The feed: the newest posts of a set of authors; also a profile's posts.
@@ -90,6 +93,22 @@ class Post(VersionedModel):
 
     def __str__(self) -> str:
         return f"post {self.pk} by {self.author_id}"
+
+    def update_returning(self, connection) -> list:
+        """The author's name, read FOR SHARE in the edit's UPDATE: a rename commits wholly before
+        the edit (the edit reads the new name) or after it (its user.updated follows the edit's
+        event), so no post.updated carries a name older than the database's at its commit. SQLite
+        serializes writers, so the receiver's read inside the transaction is as good there."""
+        if connection.vendor != "postgresql":
+            return []
+        quote = connection.ops.quote_name
+        users = quote(self._meta.get_field("author").related_model._meta.db_table)
+        author = f"{quote(self._meta.db_table)}.{quote(self._meta.get_field('author').column)}"
+        sql = f"(SELECT {quote('username')} FROM {users} WHERE {users}.{quote('id')} = {author} FOR SHARE)"  # noqa: S608
+        return [(sql, self._author_name_read)]
+
+    def _author_name_read(self, name: str) -> None:
+        self.saved_author_name = name
 
 
 class Reaction(PublishingModel):

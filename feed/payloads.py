@@ -12,7 +12,7 @@ def post_detail(post: Post) -> dict[str, Any]:
     return {
         "id": post.pk,
         "author_id": post.author_id,
-        "author": post.author.username,
+        "author": post.saved_author_name or post.author.username,
         "body": post.body,
         "created_at": post.created_at,
         "updated_at": post.updated_at,

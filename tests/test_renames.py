@@ -2,11 +2,12 @@
 lets it go (chat windows, post details, feed pages), with several apps handling one event type."""
 
 import asyncio
+import threading
 
 import pytest
 import redis
 from channels.testing import WebsocketCommunicator
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -17,8 +18,9 @@ from chat.testing import make_conversation, make_message
 from core.consistency import run_checks
 from core.events import Event, EventHandler, HandlerRegistry, apply, registry, stream_name
 from core.events.streams import EVENT_FIELD
+from feed import events as feed_events
 from feed.cache import PostDetailCache
-from feed.models import Follow
+from feed.models import Follow, Post
 from tests.factories import make_post, make_user
 from tests.polling import eventually
 from themoon.asgi import application
@@ -107,6 +109,48 @@ def test_only_a_change_to_a_displayed_field_publishes(redis_client):
         accounts_events.USER_UPDATED,
         {"user_id": ann.pk, "username": "anna", "changed": ["username"]},
     )
+
+
+def post_events(client, post_id: int) -> list[Event]:
+    entries = client.xrange(stream_name(feed_events.DOMAIN))
+    return [
+        e
+        for e in (Event.decode(f[EVENT_FIELD]) for _, f in entries)
+        if e.data.get("post", {}).get("id") == post_id
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edit_racing_a_rename_never_carries_the_older_name(redis_client):
+    """The rename holds the user's row lock when the edit saves, and the edit's instance still has
+    the old name in memory: the edit waits for the rename (its UPDATE reads the name FOR SHARE) and
+    its post.updated carries the new name, so it can never overwrite a detail filled after the
+    rename with the old one."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks across connections: PostgreSQL (SQLite serializes whole writes)")
+    ann = make_user("ann")
+    post = make_post(ann, "moon")
+    stale = Post.objects.select_related("author").get(pk=post.pk)  # author "ann", in memory
+    renaming, edited = threading.Event(), threading.Event()
+
+    def edit() -> None:
+        renaming.wait(5)
+        stale.body = "moon, edited"
+        stale.save(update_fields=["body"])
+        edited.set()
+        connections.close_all()
+
+    editor = threading.Thread(target=edit)
+    editor.start()
+    with transaction.atomic():
+        ann.username = "anna"
+        ann.save(update_fields=["username"])
+        renaming.set()
+        assert not edited.wait(0.5)  # blocked on the rename's row lock
+    editor.join(10)
+    [created, updated] = post_events(redis_client, post.pk)
+    assert (created.data["post"]["author"], updated.data["post"]["author"]) == ("ann", "anna")
+    assert updated.data["post"]["version"] == 2
 
 
 # --- through the public door, with the real worker -------------------------------------------------
