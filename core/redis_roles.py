@@ -1,7 +1,7 @@
 """The start-up check of the two Redis roles, and what /api/health reports about them.
 
 The events server (EVENTS_REDIS_URL) holds durable state: streams, consumer groups, dead letters,
-consumer heartbeats, outbox sent marks. An evicting `maxmemory-policy` (anything but `noeviction`;
+consumer heartbeats, outbox sent marks, namespace epochs. An evicting `maxmemory-policy` (anything but `noeviction`;
 the `volatile-*` ones too, since the marks and heartbeats carry TTLs) would drop them under memory
 pressure, so the web process and the worker **refuse to start** (ImproperlyConfigured) unless
 EVENTS_REDIS_ALLOW_EVICTION is set, which turns the refusal into a loud warning.

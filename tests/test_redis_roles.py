@@ -14,6 +14,7 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
+from core.caching import CacheManager, GuardedRedis, NamespaceKeys, epoch_key, epochs
 from core.events import outbox_backlog, stream_name
 from core.events.outbox import sent_key
 from core.events.recovery import recovery
@@ -182,6 +183,25 @@ def test_events_go_to_the_events_server_and_effects_to_the_cache(
     assert details.get(details.detail_key(post.pk))["body"] == "v2"
     assert events.xpending(stream_name("feed"), "cache")["pending"] == 0, "acknowledged on the events server"
     assert redis_client.exists(stream_name("feed")) == 0
+
+
+def test_namespace_epochs_live_on_the_events_server_and_survive_the_cache_evicting(
+    settings, events_server, redis_client
+):
+    """An epoch evicted from the cache would read as 0 and revive every key its bumps voided: the
+    epochs are durable state, so they live on the events server."""
+    settings.EVENTS_REDIS_URL = events_server.url
+    keys = NamespaceKeys("things", 1, GuardedRedis())
+    old_key = keys.build("item", 1)
+    redis_client.set(old_key, b"before the bump", ex=60)
+    assert CacheManager().bump_namespace("things") == 1
+    assert events_server.client.get(epoch_key("things")) == b"1"
+    assert not redis_client.exists(epoch_key("things")), "nothing of it on the evictable cache"
+    redis_client.flushdb()  # the cache loses everything it holds (eviction at its worst)
+    redis_client.set(old_key, b"before the bump", ex=60)  # a bumped-away key outliving it
+    epochs.forget()  # another process, or this one after its copy aged out
+    assert keys.epoch() == 1
+    assert keys.build("item", 1) != old_key
 
 
 def test_a_cache_failure_does_not_unsend_the_events(

@@ -10,7 +10,7 @@ import redis
 from core.caching.keys import CacheKeyBuilder
 from core.caching.namespaces import epochs
 from core.caching.strategies import stats
-from core.connections import UNAVAILABLE, cache_client, primaries
+from core.connections import UNAVAILABLE, cache_client, events_client, primaries
 
 logger = logging.getLogger("core.caching")
 
@@ -75,7 +75,8 @@ class CacheManager:
 
         Until every process has switched (the trust TTL + a margin after the bump), no fill of the
         namespace is stored: its reads go to the database (`NamespaceKeys.settled`)."""
-        epoch = epochs.bump(self.client, namespace)
+        # On the events server, where epochs live (core.caching.namespaces), unless given a client.
+        epoch = epochs.bump(self._client if self._client is not None else events_client(), namespace)
         logger.info("namespace %s bumped to epoch %d", namespace, epoch)
         return epoch
 

@@ -17,6 +17,11 @@ starts after bumped_at + TTL + margin reads the database after that commit, so i
 An epoch whose bump time is unknown (bumped before this rule existed, or the record lost) settles
 the trust TTL + margin after this process first saw it: missing state waits, it never trusts.
 
+Where epochs live: on the events server (EVENTS_REDIS_URL, `noeviction`), with the durable state,
+not on the evictable cache: an evicted epoch would read as 0 and revive the keys its bumps
+invalidated. With one server for both roles it is that server (which then must not evict:
+core/redis_roles.py warns at start).
+
 `NamespaceKeys` is the door: the key builder of a namespace's current epoch, looked up through a
 `GuardedRedis` (while Redis fails, the last epoch known is kept: 0 would revive bumped-away keys).
 """
@@ -28,8 +33,10 @@ from typing import NamedTuple
 import redis
 from django.conf import settings
 
+from core.caching.breaker import RedisBreaker
 from core.caching.guarded import GuardedRedis
 from core.caching.keys import CacheKeyBuilder
+from core.connections import events_client, roles_shared
 
 # Longer than any data TTL: when the epoch key expires, the keys of its epoch are gone too.
 EPOCH_TTL_SECONDS = 7 * 24 * 3600
@@ -39,6 +46,17 @@ EPOCH_SETTLE_MARGIN_SECONDS = 0.5
 _registry = CacheKeyBuilder("themoon")
 
 clock = time.monotonic  # this process's clock for copies and settling (a test may replace it)
+
+# The events server's failures, when it is not the cache's, are not the cache's either.
+_events_breaker = RedisBreaker()
+
+
+def epochs_guard(cache_guard: GuardedRedis) -> GuardedRedis:
+    """The guarded client of the server holding the epochs: the events server (module docstring);
+    `cache_guard` itself when the roles share a server."""
+    if roles_shared():
+        return cache_guard
+    return GuardedRedis(events_client(), _events_breaker)
 
 
 def epoch_key(namespace: str) -> str:
@@ -165,10 +183,11 @@ class NamespaceKeys:
         if epoch is None:
             # Through the breaker, so a dead Redis costs one timeout per burst, not one here and
             # one in the call that follows.
-            epoch = self.guard.call(
+            guard = epochs_guard(self.guard)
+            epoch = guard.call(
                 "epoch",
                 self.namespace,
-                lambda: self.epochs.get(self.guard.client, self.namespace),
+                lambda: self.epochs.get(guard.client, self.namespace),
                 self.epochs.last_known(self.namespace),
             )
         return epoch
