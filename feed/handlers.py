@@ -63,12 +63,15 @@ class PostHandler(EventHandler):
 
 
 class StatsHandler(EventHandler):
-    """reaction.* and comment.*: replace the post's cached counters with the event's newer snapshot."""
+    """reaction.* and comment.*: replace the post's cached counters with the event's newer snapshot.
+    A reaction also gives the reacting user a new feed stamp: their pages show `my_reaction`."""
 
     event_types = events.STATS_TYPES
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
         counts.queue_write(pipe, event.data["stats"])
+        if event.type in events.REACTION_TYPES:
+            feeds.queue_invalidate(pipe, event.data["user_id"])
 
 
 class FollowHandler(EventHandler):

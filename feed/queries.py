@@ -26,17 +26,26 @@ def feed_page(user_id: int, page: int, size: int) -> list[dict[str, Any]]:
     walking the primary key backwards (followees who post a lot) and the (author, -id) index
     (followees who rarely post). With a subquery instead it has one plan for everybody, and on the
     demo data (10k users, 200k posts) its p99 was 3x and its worst case 8x the two-step's.
+
+    Each item carries `my_reaction`, the user's own reaction kind (or None), read in the same
+    query: the page is the user's alone, and their reaction events give them a new feed stamp
+    (feed.handlers.StatsHandler), so a cached page never shows a reaction they changed since (the
+    posts query carries it as a subquery per row: no third query).
     """
     offset = (page - 1) * size
     posts = _feed_posts(user_id).order_by("-id")[offset : offset + size]
-    return [post_detail(post) for post in posts]
+    return [_with_mine(post) for post in posts]
 
 
 def feed_before(user_id: int, before_id: int, limit: int) -> list[dict[str, Any]]:
     """The `limit` feed posts just older than post id `before_id`, newest first: the API's deeper
-    pages, by keyset (an id range per author, never an OFFSET scan)."""
+    pages, by keyset (an id range per author, never an OFFSET scan). With `my_reaction`, as pages."""
     posts = _feed_posts(user_id).filter(id__lt=before_id).order_by("-id")[:limit]
-    return [post_detail(post) for post in posts]
+    return [_with_mine(post) for post in posts]
+
+
+def _with_mine(post: Post) -> dict[str, Any]:
+    return {**post_detail(post), "my_reaction": post.my_reaction}
 
 
 def _feed_posts(user_id: int):
@@ -46,7 +55,8 @@ def _feed_posts(user_id: int):
         authors = Q(author_id__in=followees) | Q(author_id=user_id)
     else:
         authors = Q(author_id__in=[*author_ids, user_id])
-    return Post.objects.filter(authors).select_related("author")
+    mine = Reaction.objects.filter(post_id=OuterRef("pk"), user_id=user_id).values("kind")[:1]
+    return Post.objects.filter(authors).select_related("author").annotate(my_reaction=Subquery(mine))
 
 
 def posts_by(author_id: int, before_id: int | None, limit: int) -> list[dict[str, Any]]:

@@ -22,14 +22,16 @@ discover_cache = DiscoverCache()
 
 
 def feed(user_id: int, page: int, size: int) -> list[dict[str, Any]]:
-    """Page `page` of the user's feed (cached per generation), each post with its counts."""
+    """Page `page` of the user's feed (cached under their stamp), each post with its counts and the
+    user's `my_reaction`."""
     tracker.record_user(user_id)  # counted in process: no round trip (feeds to pre-warm)
     items = feeds.get_feed(user_id, page, size, lambda: queries.feed_page(user_id, page, size))
     return with_counts(items)
 
 
 def feed_page(user_id: int, before_id: int | None, size: int) -> tuple[list[dict[str, Any]], int | None]:
-    """A page of the user's feed with counts, and the id to pass as `before_id` for the next page.
+    """A page of the user's feed with counts and `my_reaction`, and the id to pass as `before_id`
+    for the next page.
 
     The first page (`before_id` None) is the cached page 1; deeper pages come from the database by
     keyset (posts older than `before_id`), with counts from their cache. Whether there is a next
@@ -73,10 +75,13 @@ def details_many(post_ids: list[int]) -> list[dict[str, Any]]:
 
 
 def with_my_reactions(user_id: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`items` each with `my_reaction` (the caller's kind, or None), from one query for the page.
+    """`items` each with `my_reaction` (the caller's kind, or None), from one query for the page;
+    none when every item has it already (the caller's own feed pages carry it: feed.queries).
 
-    Per caller and request: the shared cache entries (feed pages, details) never hold it.
+    Per caller and request: the shared cache entries (details, counts) never hold it.
     """
+    if all("my_reaction" in item for item in items):
+        return items
     mine = queries.reactions_of(user_id, [item["id"] for item in items])
     return [{**item, "my_reaction": mine.get(item["id"])} for item in items]
 

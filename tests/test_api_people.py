@@ -177,13 +177,20 @@ def test_my_reaction_is_the_callers_own_in_detail_and_feed(as_alice, alice):
     assert as_bob.get(url).json()["my_reaction"] is None
 
 
-def test_my_reaction_costs_one_query_per_feed_page(as_alice, alice, django_assert_max_num_queries):
-    for i in range(10):
-        Reaction.objects.create(user=alice, post=make_post(alice, f"p{i}"), kind="like")
-    as_alice.get("/api/feed")  # fills the page and counts caches
-    with django_assert_max_num_queries(2):  # the token lookup and the caller's reactions
+def test_a_hot_feed_page_costs_no_query_and_carries_my_reaction(as_alice, alice, django_assert_num_queries):
+    """The caller's own feed page holds their reactions (it is theirs alone); their reaction events
+    give them a new feed stamp, so the page they read next is refilled with the change."""
+    posts = [make_post(alice, f"p{i}") for i in range(10)]
+    for post in posts:
+        Reaction.objects.create(user=alice, post=post, kind="like")
+    as_alice.get("/api/feed")  # fills the page and counts caches (and the token's)
+    with django_assert_num_queries(0):
         items = as_alice.get("/api/feed").json()["items"]
     assert [item["my_reaction"] for item in items] == ["like"] * 10
+    Reaction.objects.filter(user=alice, post=posts[-1]).update(kind="wow")
+    Reaction.objects.filter(user=alice, post=posts[0]).delete()
+    items = as_alice.get("/api/feed").json()["items"]
+    assert [item["my_reaction"] for item in items] == ["wow", *["like"] * 8, None]
 
 
 # --- discover ----------------------------------------------------------------------------------

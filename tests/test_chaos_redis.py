@@ -582,6 +582,11 @@ def _compare_http(env: dict, tmp_path, run: Run, seed: int = 5) -> list[str]:
                     Post.objects.filter(Q(author_id__in=authors)).order_by("-id")[(page - 1) * 20 : page * 20]
                 )
                 page_counts = _counts([p.pk for p in posts])
+                mine = dict(
+                    Reaction.objects.filter(user_id=user_id, post_id__in=[p.pk for p in posts]).values_list(
+                        "post_id", "kind"
+                    )
+                )
                 expected = [
                     (
                         p.pk,
@@ -590,11 +595,16 @@ def _compare_http(env: dict, tmp_path, run: Run, seed: int = 5) -> list[str]:
                         p.version,
                         page_counts[p.pk]["reactions"],
                         page_counts[p.pk]["comments"],
+                        mine.get(p.pk),
                     )
                     for p in posts
                 ]
                 status, body = get(f"/api/feed?size=20{cursor}", user_id)
-                served = [_post_view(item) for item in body["items"]] if status == 200 else [status]
+                served = (
+                    [(*_post_view(item), item["my_reaction"]) for item in body["items"]]
+                    if status == 200
+                    else [status]
+                )
                 cursor = f"&cursor={body['next']}" if status == 200 and body["next"] else ""
                 if served != expected:
                     wrong = [s for s in served if s not in expected] + [
