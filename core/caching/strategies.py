@@ -441,7 +441,9 @@ class CacheAsideStrategy(BaseCacheStrategy):
         guard, client, first = self.guard, self.client, keys[ids[0]]
 
         def fetch() -> list[bytes | None]:
-            pipe = client.pipeline(transaction=False)
+            if isinstance(client, redis.Redis):  # one server: one MGET (far less to pack and parse)
+                return client.mget([keys[ident] for ident in ids])
+            pipe = client.pipeline(transaction=False)  # a cluster: the keys span slots
             for ident in ids:
                 pipe.get(keys[ident])
             return pipe.execute()
