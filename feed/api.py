@@ -73,7 +73,7 @@ def _before(cursor: str | None) -> int | None:
 
 def _post_for(request: HttpRequest, post_id: int) -> dict:
     found = _ok_or_404(selectors.post(post_id), "post")
-    return selectors.with_my_reactions(request.auth.pk, [found])[0]
+    return {**found, "my_reaction": selectors.my_reaction(request.auth.pk, post_id)}
 
 
 @router.get("/feed", auth=auth, response={200: FeedOut, **_ERRORS})

@@ -109,6 +109,27 @@ class ReactionCountsCache(CacheAsideStrategy, WriteThroughCacheStrategy):
         self.queue_tombstone(pipe, self.counts_key(post_id))
 
 
+class MyReactionCache(CacheAsideStrategy):
+    """One user's reaction to one post, `{"kind": kind or None}`: what `GET /api/posts/{id}` shows
+    as `my_reaction`, without a query per request.
+
+    Filled from the database under a lease; every reaction event of the pair deletes the entry (at
+    commit, then in the worker). A delete needs no order and no version: a late or repeated one
+    costs a refill, and one that lands during a fill voids its lease, so the fill is dropped."""
+
+    namespace = "feed"
+    default_ttl = 10 * 60
+
+    def mine_key(self, user_id: int, post_id: int) -> str:
+        return self.key(HashTag("post", post_id), "mine", user_id)
+
+    def get_mine(self, user_id: int, post_id: int, loader: Callable[[], dict]) -> dict:
+        return self.get_or_load(self.mine_key(user_id, post_id), loader)
+
+    def queue_changed(self, pipe: redis.client.Pipeline, user_id: int, post_id: int) -> None:
+        self.queue_delete(pipe, self.mine_key(user_id, post_id))
+
+
 class UserFeedCache(CacheAsideStrategy):
     """Cache-aside feed pages, fan-out on read, invalidated in O(1) per user.
 

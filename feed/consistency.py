@@ -12,10 +12,11 @@ from core.caching import (
 )
 from core.consistency import CacheCheck, CheckResult, register
 from feed import queries
-from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
+from feed.cache import MyReactionCache, PostDetailCache, ReactionCountsCache, UserFeedCache
 
 _POST = re.compile(rb"\{post:(\d+)\}")
 _PAGE = re.compile(rb"\{user:(\d+)\}:page:(\d+):(\d+)$")
+_MINE = re.compile(rb"\{post:(\d+)\}:mine:(\d+)$")
 
 
 def _entries(client, pattern: str):
@@ -89,6 +90,29 @@ class ReactionCountsCheck(_PerPostCheck):
         return value.get("reactions"), value.get("comments")
 
 
+class MyReactionCheck(CacheCheck):
+    """A user's cached reaction to a post must be the one in the database."""
+
+    name = "my reactions"
+
+    def run(self, sample: int | None = None) -> CheckResult:
+        cache, result = MyReactionCache(), CheckResult(self.name)
+        for key, cached in _entries(cache.client, cache.key_pattern("{post:*}:mine:*")):
+            if sample is not None and result.checked >= sample:
+                break
+            match = _MINE.search(key)
+            if match is None:
+                continue
+            post_id, user_id = (int(g) for g in match.groups())
+            if queries.post_detail_or_none(post_id) is None:
+                continue  # a deleted post's: never served (its detail answers first)
+            expected = {"kind": queries.reactions_of(user_id, [post_id]).get(post_id)}
+            result.checked += 1
+            if cached != expected:
+                result.mismatch(key.decode(), cached, expected)
+        return result
+
+
 class FeedPageCheck(CacheCheck):
     """Sampled: a page is compared only while its stamp is current (otherwise, or with no stamp at
     all, it is dead: readers never serve it)."""
@@ -116,5 +140,5 @@ class FeedPageCheck(CacheCheck):
 
 
 def register_checks() -> None:
-    for check in (PostDetailCheck(), ReactionCountsCheck(), FeedPageCheck()):
+    for check in (PostDetailCheck(), ReactionCountsCheck(), MyReactionCheck(), FeedPageCheck()):
         register(check)

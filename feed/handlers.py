@@ -17,13 +17,14 @@ from django.conf import settings
 from accounts.events import USER_TYPES
 from core.events import Event, EventHandler, registry
 from feed import events
-from feed.cache import FollowerSetCache, PostDetailCache, ReactionCountsCache, UserFeedCache
+from feed.cache import FollowerSetCache, MyReactionCache, PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.fanout import invalidate_followers
 
 details = PostDetailCache()
 counts = ReactionCountsCache()
 feeds = UserFeedCache()
 followers = FollowerSetCache()
+mine = MyReactionCache()
 
 
 class PostHandler(EventHandler):
@@ -64,14 +65,17 @@ class PostHandler(EventHandler):
 
 class StatsHandler(EventHandler):
     """reaction.* and comment.*: replace the post's cached counters with the event's newer snapshot.
-    A reaction also gives the reacting user a new feed stamp: their pages show `my_reaction`."""
+    A reaction also gives the reacting user a new feed stamp (their pages show `my_reaction`) and
+    deletes their cached reaction to the post."""
 
     event_types = events.STATS_TYPES
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
         counts.queue_write(pipe, event.data["stats"])
         if event.type in events.REACTION_TYPES:
-            feeds.queue_invalidate(pipe, event.data["user_id"])
+            user_id = event.data["user_id"]
+            feeds.queue_invalidate(pipe, user_id)
+            mine.queue_changed(pipe, user_id, event.data["post_id"])
 
 
 class FollowHandler(EventHandler):

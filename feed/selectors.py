@@ -10,7 +10,7 @@ their feed). Every fill here is a lease-guarded fill from the database (core/cac
 from typing import Any
 
 from feed import queries
-from feed.cache import PostDetailCache, ReactionCountsCache, UserFeedCache
+from feed.cache import MyReactionCache, PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.discover import DISCOVER_MAX_POSTS, DiscoverCache
 from feed.popularity import tracker
 from feed.warmup import popular_post_ids
@@ -18,6 +18,7 @@ from feed.warmup import popular_post_ids
 details = PostDetailCache()
 counts = ReactionCountsCache()
 feeds = UserFeedCache()
+mine = MyReactionCache()
 discover_cache = DiscoverCache()
 
 
@@ -84,6 +85,14 @@ def with_my_reactions(user_id: int, items: list[dict[str, Any]]) -> list[dict[st
         return items
     mine = queries.reactions_of(user_id, [item["id"] for item in items])
     return [{**item, "my_reaction": mine.get(item["id"])} for item in items]
+
+
+def my_reaction(user_id: int, post_id: int) -> str | None:
+    """The user's reaction kind on the post (or None), through its cache (feed.cache.MyReactionCache)."""
+    found = mine.get_mine(
+        user_id, post_id, lambda: {"kind": queries.reactions_of(user_id, [post_id]).get(post_id)}
+    )
+    return found["kind"] if isinstance(found, dict) else None
 
 
 def post(post_id: int) -> dict[str, Any] | None:

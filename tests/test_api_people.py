@@ -10,6 +10,8 @@ from django.test import Client
 
 from accounts.auth import issue_token
 from accounts.models import AppUser
+from core.consistency import run_checks
+from feed.cache import MyReactionCache
 from feed.models import Follow, Reaction
 from feed.popularity import REACTION, tracker
 from tests.factories import make_post, make_user
@@ -191,6 +193,24 @@ def test_a_hot_feed_page_costs_no_query_and_carries_my_reaction(as_alice, alice,
     Reaction.objects.filter(user=alice, post=posts[0]).delete()
     items = as_alice.get("/api/feed").json()["items"]
     assert [item["my_reaction"] for item in items] == ["wow", *["like"] * 8, None]
+
+
+def test_a_hot_post_detail_costs_no_query_and_follows_my_reaction(as_alice, alice, django_assert_num_queries):
+    post = make_post(make_user("bob"), "react to me")
+    url = f"/api/posts/{post.pk}"
+    assert as_alice.get(url).json()["my_reaction"] is None  # fills detail, counts and mine
+    with django_assert_num_queries(0):
+        assert as_alice.get(url).json()["my_reaction"] is None
+    Reaction.objects.create(user=alice, post=post, kind="sad")  # its event deletes alice's entry
+    assert as_alice.get(url).json()["my_reaction"] == "sad"
+    Reaction.objects.filter(user=alice, post=post).update(kind="wow")
+    assert as_alice.get(url).json()["my_reaction"] == "wow"
+    Reaction.objects.filter(user=alice, post=post).delete()
+    assert as_alice.get(url).json()["my_reaction"] is None
+    assert not [r for r in run_checks() if r.mismatches]
+    mine = MyReactionCache()
+    mine.set(mine.mine_key(alice.pk, post.pk), {"kind": "angry"})  # what a lost delete would leave
+    assert [r.name for r in run_checks() if r.mismatches] == ["my reactions"]
 
 
 # --- discover ----------------------------------------------------------------------------------
