@@ -16,6 +16,7 @@ import time
 import pytest
 import redis
 from django.conf import settings
+from django.test import override_settings
 from django_redis.cache import RedisCache
 
 from core.caching import (
@@ -25,15 +26,40 @@ from core.caching import (
     RedisBreaker,
     WriteThroughCacheStrategy,
 )
+from core.connections import UNAVAILABLE, Unreachable, cluster_enabled
 from tests.subprocesses import free_port
 
 LOGGER = "core.caching"
 
 
 def settings_client(port: int) -> redis.Redis:
-    """A client configured like CACHES['default'] (django-redis, same OPTIONS), at 127.0.0.1:port."""
+    """A client configured like CACHES['default'] (django-redis, same OPTIONS), at 127.0.0.1:port.
+    On a cluster, a `LazyCluster` with that node as its only startup node."""
     params = copy.deepcopy(settings.CACHES["default"])
-    return RedisCache(f"redis://127.0.0.1:{port}/0", params).client.get_client(write=True)
+    cache = RedisCache(f"redis://127.0.0.1:{port}/0", params)
+    if cluster_enabled():
+        return LazyCluster(lambda: cache.client.get_client(write=True))
+    return cache.client.get_client(write=True)
+
+
+class LazyCluster:
+    """A cluster client built on first use, as the product's cache client is (`cache_client()`):
+    while no startup node answers, every use tries the build again and raises what `Unreachable`
+    raises (redis.ConnectionError). `calls` counts the uses that reached for a server."""
+
+    def __init__(self, build) -> None:
+        self.build, self.client, self.calls = build, None, 0
+
+    def __getattr__(self, name: str):
+        if self.client is None:
+            self.calls += 1
+            # REDIS_CLUSTER_NODES name the test cluster's nodes: this client knows only its port.
+            with override_settings(REDIS_CLUSTER_NODES=[]):
+                try:
+                    self.client = self.build()
+                except UNAVAILABLE as exc:
+                    return getattr(Unreachable(exc), name)
+        return getattr(self.client, name)
 
 
 class Items(CacheAsideStrategy, WriteThroughCacheStrategy):
@@ -112,7 +138,8 @@ def test_one_warning_per_failure_burst(unused_port, caplog):
 
 
 def test_breaker_skips_redis_during_its_backoff(unused_port):
-    client = CountingRedis(connection_pool=settings_client(unused_port).connection_pool)
+    dead = settings_client(unused_port)
+    client = dead if cluster_enabled() else CountingRedis(connection_pool=dead.connection_pool)
     items = Items(client=client, breaker_=RedisBreaker(backoff_seconds=0.3))
     key = KEYS.build("k")
     assert items.get(key, "dflt") == "dflt"
@@ -159,18 +186,24 @@ def test_recovery_logs_once_and_a_new_outage_warns_again(caplog, tmp_path):
 
 
 def start_redis_server(port: int, workdir) -> subprocess.Popen:
+    """A redis-server on `port`; on a cluster run, a one-node cluster holding every slot."""
     binary = shutil.which("redis-server")
     assert binary, "redis-server must be on PATH (it is in CI and in the quickstart)"
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-    )
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    if cluster_enabled():
+        bus = ["--cluster-port", str(free_port())]  # port + 10000, its default, may be past 65535
+        args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf", *bus]
+    server = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL)
     probe = redis.Redis(port=port, socket_connect_timeout=0.05, retry=None)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
             if probe.ping():
+                if cluster_enabled():
+                    probe.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+                    while b"cluster_state:ok" not in probe.execute_command("CLUSTER", "INFO"):
+                        assert time.monotonic() < deadline, "the one-node cluster never became ok"
+                        time.sleep(0.02)
                 return server
         except redis.ConnectionError:
             time.sleep(0.02)
@@ -273,7 +306,7 @@ def test_a_bumped_namespace_stays_bumped_while_the_breaker_is_open(redis_client)
 
 
 def test_a_cluster_of_which_no_node_answers_degrades_like_a_redis_down(
-    transactional_db, unused_port, monkeypatch
+    transactional_db, unused_port, monkeypatch, settings
 ):
     """RedisCluster's constructor raises RedisClusterException when no startup node answers: the
     product's builder says ConnectionError, and the cache client stands in as unreachable, so a
@@ -281,6 +314,7 @@ def test_a_cluster_of_which_no_node_answers_degrades_like_a_redis_down(
     import core.connections as connections
     from core.caching import breaker
 
+    settings.REDIS_CLUSTER_NODES = []  # on a cluster run they name live nodes: none answers here
     with pytest.raises(redis.ConnectionError):
         connections.cluster_client(f"redis://127.0.0.1:{unused_port}", socket_connect_timeout=0.05)
 

@@ -5,7 +5,8 @@ import logging
 import pytest
 
 from core.caching import BaseCacheStrategy, CacheManager
-from tests.test_caching_strategies import RecordingRedis
+from core.connections import primaries
+from tests.test_caching_strategies import recorder_for
 
 
 class Alpha(BaseCacheStrategy):
@@ -48,7 +49,7 @@ def test_get_stats_reports_memory_keys_and_this_processs_hits_and_misses(redis_c
 
     assert isinstance(stats["used_memory"], int)
     assert stats["used_memory"] > 0
-    assert stats["total_keys"] == 35 == redis_client.dbsize()
+    assert stats["total_keys"] == 35 == sum(node.dbsize() for node in primaries(redis_client))
     assert stats["keys_per_namespace"] == {"alpha": 30, "beta": 5}
     assert stats["requests_per_namespace"] == {
         "alpha": {"hits": 3, "misses": 2},
@@ -69,7 +70,7 @@ def test_clear_namespace_unlinks_only_that_namespace_by_scan(redis_client):
     CacheManager().bump_namespace("alpha")  # keys of an older epoch go too
     doomed += fill(alpha, 300, "after-bump")
     kept = fill(alphabet, 40) + fill(beta, 60)
-    recorder = RecordingRedis(connection_pool=redis_client.connection_pool)
+    recorder = recorder_for(redis_client)
 
     removed = CacheManager(client=recorder).clear_namespace("alpha")
 

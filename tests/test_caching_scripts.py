@@ -5,12 +5,15 @@ module outside core/caching uses a private name of the library."""
 import ast
 from pathlib import Path
 
+import redis
+from redis.cluster import RedisCluster
+
 from chat import events as chat_events
 from chat.cache import ConversationMessagesCache
 from chat.handlers import MessageHandler
 from core.caching import CacheAsideStrategy, LuaScript, WriteThroughCacheStrategy
 from core.caching.scripts import UPDATE_IF_NEWER
-from tests.test_caching_strategies import RecordingRedis
+from tests.test_caching_strategies import recorder_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +32,7 @@ def test_scripts_are_loaded_by_name_from_lua_files():
 
 def test_a_pipeline_sends_evalsha_not_the_source(redis_client):
     rows = Rows()
-    recorder = RecordingRedis(connection_pool=redis_client.connection_pool)
+    recorder = recorder_for(redis_client)
     rows.set(rows.key("a"), {"version": 0})  # present: events update present entries only
     pipe = recorder.pipeline(transaction=False)
     rows.queue_update_if_newer(pipe, rows.key("a"), {"version": 1})
@@ -56,7 +59,15 @@ def test_a_pipeline_after_script_flush_loads_the_scripts_and_runs_once_more(redi
     rows.queue_tombstone(pipe, rows.key("d"))
     assert pipe.execute(raise_on_error=False) == [True, 1, 1]
     assert rows.get(rows.key("c")) == {"version": 3}
-    assert redis_client.script_exists(UPDATE_IF_NEWER.sha) == [True]
+    for key in (rows.key("c"), rows.key("d")):  # loaded where the batch ran (a cluster: each key's node)
+        assert server_of(redis_client, key).script_exists(UPDATE_IF_NEWER.sha) == [True]
+
+
+def server_of(client: redis.Redis | RedisCluster, key: str) -> redis.Redis:
+    """The server holding `key`: the client itself, or on a cluster the primary owning its slot."""
+    if isinstance(client, RedisCluster):
+        return client.get_redis_connection(client.get_node_from_key(key))
+    return client
 
 
 def test_a_raising_pipeline_after_script_flush_also_recovers(redis_client):

@@ -5,7 +5,9 @@ import time
 
 import pytest
 import redis
+from django.conf import settings
 from django.core.cache import caches
+from redis.cluster import RedisCluster
 
 from core.caching import (
     FINAL_VERSION,
@@ -17,6 +19,7 @@ from core.caching import (
     is_tombstone,
     stats,
 )
+from core.connections import ClusterRedis, startup_nodes
 from core.pipelines import Batch
 
 
@@ -260,7 +263,7 @@ def test_tombstone_reads_as_none_through_get_or_load(redis_client):
 def test_bump_namespace_makes_old_keys_unreadable_without_touching_them(things, redis_client):
     old_keys = [things.key("item", i) for i in range(50)]
     things.set_many({key: i for i, key in enumerate(old_keys)})
-    recorder = RecordingRedis(connection_pool=redis_client.connection_pool)
+    recorder = recorder_for(redis_client)
 
     epoch = CacheManager(client=recorder).bump_namespace("things")
 
@@ -304,12 +307,19 @@ class Other(BaseCacheStrategy):
     namespace = "other"
 
 
+def recorder_for(client: redis.Redis | RedisCluster) -> "RecordingRedis | RecordingCluster":
+    """A real client of `client`'s kind, on the same server(s), that records what it sends."""
+    if isinstance(client, RedisCluster):
+        return RecordingCluster(startup_nodes=startup_nodes(settings.REDIS_URL))
+    return RecordingRedis(connection_pool=client.connection_pool)
+
+
 class RecordingRedis(redis.Redis):
     """A real client (on the test's pool) that remembers the commands it sends, pipelined or not."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, commands: list | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.commands: list[tuple] = []
+        self.commands: list[tuple] = [] if commands is None else commands
 
     def execute_command(self, *args, **options):
         self.commands.append(args)
@@ -325,6 +335,26 @@ class RecordingRedis(redis.Redis):
 
         pipe.execute = recorded_execute
         return pipe
+
+
+class RecordingCluster(ClusterRedis):
+    """RecordingRedis on a cluster: the commands sent through it, through its batches, and through
+    the per-node clients it hands out (`primaries()`: SCAN, INFO, DBSIZE), in one list."""
+
+    def __init__(self, *args, **kwargs):
+        self.commands: list[tuple] = []
+        super().__init__(*args, **kwargs)
+        self.commands.clear()  # what the constructor asked (COMMAND, CLUSTER SLOTS) is not ours
+
+    def execute_command(self, *args, **options):
+        self.commands.append(args)
+        return super().execute_command(*args, **options)
+
+    def get_redis_connection(self, node) -> RecordingRedis:
+        pool = super().get_redis_connection(node).connection_pool
+        return RecordingRedis(connection_pool=pool, commands=self.commands)
+
+    pipeline = RecordingRedis.pipeline
 
 
 def test_hits_and_misses_are_counted_per_namespace(things):

@@ -69,10 +69,10 @@ def test_popularity_stays_bounded(redis_client, tracker, settings):
 
 
 def test_recording_buffers_instead_of_a_round_trip_per_view(redis_client, settings):
-    from tests.test_caching_strategies import RecordingRedis
+    from tests.test_caching_strategies import recorder_for
 
     settings.POPULARITY_FLUSH_EVERY = 50
-    client = RecordingRedis(connection_pool=redis_client.connection_pool)
+    client = recorder_for(redis_client)
     tracker = PopularityTracker(client=client)
     for _ in range(49):
         tracker.record_post(7)

@@ -26,11 +26,7 @@ from feed.models import Follow
 from tests.polling import eventually
 from tests.subprocesses import ROOT, PrivateRedis, Processes, database_url
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(240),
-    pytest.mark.standalone_only(reason="its worker's Redis is a private standalone redis-server it kills"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 OUTAGES = ("shutdown", "kill", "shutdown", "kill")
 OUTAGE_SECONDS = 3.0
@@ -120,6 +116,7 @@ def _django(env: dict, code: str, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.standalone_only(reason="its worker's Redis is a private standalone redis-server it kills")
 def test_worker_and_its_consumer_survive_repeated_redis_outages(
     transactional_db, tmp_path, unused_port, broker_url, monkeypatch
 ):

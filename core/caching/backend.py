@@ -9,7 +9,9 @@ from typing import Any
 from django_redis.client import DefaultClient
 from django_redis.exceptions import ConnectionInterrupted
 from django_redis.pool import ConnectionFactory
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 from core.connections import UNAVAILABLE, cluster_client
 
@@ -23,6 +25,10 @@ class ClusterConnectionFactory(ConnectionFactory):
             url,
             socket_timeout=self.options.get("SOCKET_TIMEOUT"),
             socket_connect_timeout=self.options.get("SOCKET_CONNECT_TIMEOUT"),
+            # Try once, as on one Redis: redis-py's default of 10 cluster retries made a request
+            # pay ~3 s at a hung master. A failed call still refreshes the slot map, so the next
+            # one (after the breaker's backoff) goes to a promoted replica.
+            retry=Retry(NoBackoff(), 0),
             **pool_kwargs,
         )
 
