@@ -54,6 +54,7 @@ from core.events import (
     relay_pass,
 )
 from core.events.streams import EVENT_FIELD, consumer_heartbeats, partition_count
+from core.pipelines import batch
 from workers.slots import SlotRouter, is_cluster
 
 logger = logging.getLogger("workers.consumer")
@@ -397,7 +398,7 @@ class StreamConsumer:
         """Queue every event's effects in one pipeline (`core.events.apply`, the policy the commit
         path shares), run it, then each handler's after_batch. A failure marks only the events it
         belongs to (entry.error)."""
-        pipe = self.cache.pipeline(transaction=False)
+        pipe = batch(self.cache)  # ours on any client (an injected redis-py one too): per node on a cluster
         effects = apply(pipe, [entry.event for entry in entries], self.handlers)
         if len(pipe):
             effects.collect(pipe.execute(raise_on_error=False))
