@@ -8,25 +8,47 @@ ours. Executing it:
 
 - on one Redis: one pipeline (fed as commands are queued, so no second pass); NOSCRIPT in the
   results loads every known script and runs the batch once more (what we queue is idempotent);
-- on a cluster: the commands are grouped by the primary that owns their key's slot and each group
-  is one pipeline to that node, in queued order (EVALSHA included: our scripts touch one slot).
-  A command answered MOVED/ASK/TRYAGAIN/CLUSTERDOWN, or whose node failed to answer, is sent again
-  alone through the cluster client, which follows redirections and refreshes its slot map.
+- on a cluster: the commands are grouped by the primary that owns their key's slot in the client's
+  slot map (computed here: no `COMMAND GETKEYS`, which `ClusterPipeline` sends to its default node
+  for EVALSHA, ZUNIONSTORE and the like) and each group is one plain pipeline to that node, in
+  queued order (EVALSHA included: our scripts touch one slot). Commands answered MOVED or
+  CLUSTERDOWN, or whose node failed to answer, are sent again after the slot map was asked for once
+  more, grouped per node as before (a node that failed and is still in the map: its error is
+  raised, no second wait); what is still redirected then, and every ASK/TRYAGAIN (a slot
+  mid-migration), goes alone through the cluster client, which follows redirections.
 
-Results come back in queued order, as a pipeline's do. Connection errors propagate.
+Results come back in queued order, as a pipeline's do. Connection errors propagate: the caller
+counts none of the batch as done (the consumer acknowledges none of its events; what did reach
+Redis is applied again on redelivery, harmlessly).
 """
 
+import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import CoreCommands
-from redis.exceptions import AskError, ClusterDownError, NoScriptError, TryAgainError
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    TryAgainError,
+)
 
-# Answers that mean "ask the cluster again" rather than "this command failed".
+logger = logging.getLogger("core.pipelines")
+
+# Answers that mean "ask the cluster again" rather than "this command failed" (MovedError is an
+# AskError).
 _REDIRECTED = (AskError, TryAgainError, ClusterDownError)
-_SCRIPT_COMMANDS = {"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO"}
+# The command names as redis-py's methods spell them, and the lower case of a hand-written one.
+_SCRIPT_COMMANDS = {
+    name for upper in ("EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO") for name in (upper, upper.lower())
+}
 
 
 class Batch(CoreCommands):
@@ -108,8 +130,7 @@ def load_known_scripts(client: redis.Redis | RedisCluster) -> None:
 
 def routing_key(args: Sequence) -> Any:
     """The key that decides a command's slot: the first key of a script, else the first argument."""
-    name = str(args[0]).upper()
-    if name in _SCRIPT_COMMANDS:
+    if args[0] in _SCRIPT_COMMANDS:
         return args[3] if int(args[2]) > 0 else None
     return args[1] if len(args) > 1 else None
 
@@ -121,30 +142,106 @@ def _run_pipeline(client: redis.Redis, commands: Sequence[tuple[tuple, dict]]) -
     return pipe.execute(raise_on_error=False)
 
 
+# Per cluster client, slot -> the primary its commands went to (from the client's slot map, looked
+# up once: `get_node_from_key` costs more than the rest of a command's routing). A wrong entry
+# costs one redirect round at most: a MOVED or a failed node empties it and the map is asked again.
+# At most 16,384 entries per client.
+_slot_owners: "weakref.WeakKeyDictionary[RedisCluster, dict[int, Any]]" = weakref.WeakKeyDictionary()
+
+
 def _execute_on_cluster(client: RedisCluster, commands: list[tuple[tuple, dict]]) -> list:
-    groups: dict[str, tuple[Any, list[int]]] = {}
-    for index, (args, _options) in enumerate(commands):
-        key = routing_key(args)
-        node = client.get_node_from_key(key) if key is not None else client.get_random_node()
-        groups.setdefault(node.name, (node, []))[1].append(index)
     results: list = [None] * len(commands)
-    for node, indexes in groups.values():
-        group = [commands[index] for index in indexes]
+    failed: dict[str, Exception] = {}
+    redo = _send_per_node(client, commands, range(len(commands)), results, failed)
+    if not redo:
+        return results
+    _slot_owners.pop(client, None)  # some owner we remembered was wrong, or failed
+    if not any(_needs_client(results[index]) for index in redo):
+        # MOVED, CLUSTERDOWN or a node that did not answer: the slot map is out of date.
+        _refresh_slot_map(client)
+        redo = _send_per_node(client, commands, redo, results, failed)
+    # One by one, in queued order (per-key order holds: a key's commands share their slot, and
+    # the slot's redirected ones are all here).
+    for index in redo:
+        results[index] = _direct(client, *commands[index])
+    return results
+
+
+def _needs_client(answer: Any) -> bool:
+    """ASK (the key is being migrated: ASKING first) or TRYAGAIN: the cluster client's handling."""
+    return isinstance(answer, TryAgainError) or (
+        isinstance(answer, AskError) and not isinstance(answer, MovedError)
+    )
+
+
+def _send_per_node(
+    client: RedisCluster,
+    commands: Sequence[tuple[tuple, dict]],
+    indexes: Sequence[int],
+    results: list,
+    failed: dict[str, Exception],
+) -> list[int]:
+    """Send `commands[i]` for each i in `indexes`, one pipeline per primary, answers into
+    `results[i]`. Returns, in queued order, the indexes to send again: redirected, or their node
+    failed to answer (their result is then the connection error; the node goes into `failed`).
+    A command whose owner is in `failed` already raises that node's error: the slot map still
+    names a node that did not answer, so it cannot be applied now (no second wait for it)."""
+    groups: dict[str, list[int]] = {}
+    nodes: dict[str, Any] = {}
+    owners = _slot_owners.get(client)
+    if owners is None:
+        owners = _slot_owners.setdefault(client, {})
+    for index in indexes:
+        key = routing_key(commands[index][0])
+        if key is None:
+            node = client.get_random_primary_node()
+        else:
+            # The client's keyslot() without its encoder's generality, for our (UTF-8, str) keys.
+            slot = key_slot(key.encode()) if type(key) is str else client.keyslot(key)
+            node = owners.get(slot)
+            if node is None:
+                node = owners[slot] = client.get_node_from_key(key)
+        positions = groups.get(node.name)
+        if positions is None:
+            positions = groups[node.name] = []
+            nodes[node.name] = node
+        positions.append(index)
+    for name in groups:
+        if name in failed:
+            raise failed[name]
+    redo: list[int] = []
+    for name, positions in groups.items():
+        node_client = client.get_redis_connection(nodes[name])
+        group = [commands[index] for index in positions]
         try:
-            node_client = client.get_redis_connection(node)
             answers = _run_pipeline(node_client, group)
             if any(isinstance(answer, NoScriptError) for answer in answers):
                 load_known_scripts(node_client)
                 answers = _run_pipeline(node_client, group)
-        except (redis.ConnectionError, redis.TimeoutError):
-            answers = [None] * len(group)  # the node is gone: each command goes through the client
-            redirected = set(range(len(group)))
-        else:
-            redirected = {i for i, answer in enumerate(answers) if isinstance(answer, _REDIRECTED)}
-        for position, index in enumerate(indexes):
-            redo = position in redirected
-            results[index] = _direct(client, *commands[index]) if redo else answers[position]
-    return results
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            logger.warning(
+                "cluster node %s failed on a batch of %d (%s): sending again", name, len(group), exc
+            )
+            failed[name] = exc
+            for index in positions:
+                results[index] = exc
+            redo.extend(positions)
+            continue
+        for index, answer in zip(positions, answers, strict=True):
+            results[index] = answer
+            if isinstance(answer, _REDIRECTED):
+                redo.append(index)
+    if len(groups) > 1:
+        redo.sort()
+    return redo
+
+
+def _refresh_slot_map(client: RedisCluster) -> None:
+    """Ask the reachable nodes for the slot map (raises redis.ConnectionError if none answers)."""
+    try:
+        client.nodes_manager.initialize()
+    except RedisClusterException as exc:  # not a RedisError: callers handle "unreachable"
+        raise redis.ConnectionError(f"cluster slot map refresh failed: {exc}") from exc
 
 
 def _direct(client: RedisCluster, args: tuple, options: dict) -> Any:

@@ -27,7 +27,7 @@ from core.events import (
     relay_outbox,
     stream_name,
 )
-from core.events.streams import EVENT_FIELD, trim_streams
+from core.events.streams import EVENT_FIELD, domain_streams, trim_streams
 from core.models import OutboxEvent
 from feed import events as feed_events
 from feed import queries
@@ -574,3 +574,22 @@ def test_consumer_fails_only_the_event_whose_handler_raised(transactional_db, re
     assert redis_client.get("consumer:a") == b"consumer:a"
     assert redis_client.get("consumer:b") == b"consumer:b"
     assert redis_client.exists("consumer:poison") == 0
+
+
+def test_failed_deliveries_are_counted_per_partition_entry(transactional_db, settings, redis_client):
+    """Two partitions can hold the same entry id (XADDs in one millisecond): each failing entry gets
+    its own EVENTS_MAX_DELIVERIES tries, not a share of the other's."""
+    settings.EVENTS_STREAM_PARTITIONS = 2
+    settings.EVENTS_MAX_DELIVERIES = 2
+    handlers = HandlerRegistry()
+    handlers.register(_KeyHandler())
+    streams = domain_streams(feed_events.DOMAIN)
+    for index, stream in enumerate(streams):
+        event = Event("test.key", 1, {"key": f"twin:{index}", "fail": True})
+        redis_client.xadd(stream, {EVENT_FIELD: event.encode()}, id="1-1")
+    consumer = StreamConsumer(name="twins", handlers=handlers, streams=streams)
+    consumer.ensure_groups()
+    assert consumer.process(consumer.read(pending=False)) == 2  # both retried: a first failure each
+    assert redis_client.xlen(dead_letter_stream()) == 0
+    assert consumer.process(consumer.read(pending=True)) == 0  # the second: both dead-lettered
+    assert redis_client.xlen(dead_letter_stream()) == 2

@@ -54,6 +54,7 @@ from core.events import (
     relay_pass,
 )
 from core.events.streams import EVENT_FIELD, consumer_heartbeats, partition_count
+from core.pipelines import batch
 from workers.slots import SlotRouter, is_cluster
 
 logger = logging.getLogger("workers.consumer")
@@ -99,7 +100,8 @@ class StreamConsumer:
         self._idle_wait = 0.0
         self._partitions_failed = False
         self.max_deliveries = settings.EVENTS_MAX_DELIVERIES
-        self._attempts: dict[str, int] = {}
+        # Deliveries that failed so far, per (stream, entry id): partitions can hold the same id.
+        self._attempts: dict[tuple[str, str], int] = {}
         self._stopping = threading.Event()
         self._last_reclaim = 0.0
         self._last_heartbeat = 0.0
@@ -325,8 +327,8 @@ class StreamConsumer:
         details = self.client.xpending_range(stream, self.group, min=ids[0], max=ids[-1], count=len(ids) * 2)
         delivered = {_text(d["message_id"]): d["times_delivered"] for d in details}
         for entry in entries:
-            self._attempts[entry.entry_id] = max(
-                self._attempts.get(entry.entry_id, 0), delivered.get(entry.entry_id, 1) - 1
+            self._attempts[stream, entry.entry_id] = max(
+                self._attempts.get((stream, entry.entry_id), 0), delivered.get(entry.entry_id, 1) - 1
             )
 
     # --- processing --------------------------------------------------------------------------
@@ -348,12 +350,12 @@ class StreamConsumer:
             elif entry.event is None:  # undecodable or unhandled: retrying cannot help
                 dead.append(entry)
             else:
-                attempts = self._attempts.get(entry.entry_id, 0) + 1
-                self._attempts[entry.entry_id] = attempts
+                attempts = self._attempts.get((entry.stream, entry.entry_id), 0) + 1
+                self._attempts[entry.stream, entry.entry_id] = attempts
                 (dead if attempts >= self.max_deliveries else retry).append(entry)
         self._acknowledge(ok, dead)
         for entry in ok + dead:
-            self._attempts.pop(entry.entry_id, None)
+            self._attempts.pop((entry.stream, entry.entry_id), None)
         self.processed += len(ok)
         self._observe(ok, retry, started)
         for entry in retry:
@@ -396,7 +398,7 @@ class StreamConsumer:
         """Queue every event's effects in one pipeline (`core.events.apply`, the policy the commit
         path shares), run it, then each handler's after_batch. A failure marks only the events it
         belongs to (entry.error)."""
-        pipe = self.cache.pipeline(transaction=False)
+        pipe = batch(self.cache)  # ours on any client (an injected redis-py one too): per node on a cluster
         effects = apply(pipe, [entry.event for entry in entries], self.handlers)
         if len(pipe):
             effects.collect(pipe.execute(raise_on_error=False))
