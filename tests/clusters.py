@@ -73,6 +73,7 @@ class Killed:
     node: ClusterNode
     config_file: str
     at: float  # time.monotonic() of the kill
+    replica: int | None = None  # the port of its replica at the kill
 
 
 class PrivateCluster:
@@ -191,8 +192,9 @@ class PrivateCluster:
     def kill(self, port: int) -> Killed:
         """kill -9 the node on `port`."""
         info = self._node(port).info("server")
+        replica = self._node(port).info("replication").get("slave0", {}).get("port")
         os.kill(int(info["process_id"]), signal.SIGKILL)
-        killed = Killed(ClusterNode("127.0.0.1", port), info["config_file"], time.monotonic())
+        killed = Killed(ClusterNode("127.0.0.1", port), info["config_file"], time.monotonic(), replica)
         for _ in range(100):  # until the port is closed
             if _port_free(port):
                 break
@@ -207,16 +209,21 @@ class PrivateCluster:
         port = killed.node.port
         promoted = None
         while time.monotonic() < deadline:
-            if promoted is None:
-                masters = self.masters()
-                if len(masters) == 3 and port not in masters:
-                    promoted = time.monotonic() - killed.at
+            if promoted is None and self._promoted(killed):
+                promoted = time.monotonic() - killed.at
             if promoted is not None and self.state_ok():
                 return promoted
             time.sleep(0.05)
         raise AssertionError(
             f"no replica of :{port} was promoted within {timeout} s (or no cluster_state:ok)"
         )
+
+    def _promoted(self, killed: Killed) -> bool:
+        if killed.replica is not None:  # one quick question to the one node that can take over
+            info = self._info(killed.replica, "replication")
+            return bool(info) and info["role"] == "master"
+        masters = self.masters()
+        return len(masters) == 3 and killed.node.port not in masters
 
     def restart(self, killed: Killed) -> None:
         """Start the killed node again from its config file: it rejoins as a replica; wait until
