@@ -187,10 +187,10 @@ class Processes:
 
 
 @contextlib.contextmanager
-def uvicorn_server(**env: str) -> Iterator[int]:
+def uvicorn_server(log: Path | None = None, **env: str) -> Iterator[int]:
     """uvicorn serving themoon.asgi on a free loopback port, as the Procfile's web process does
     (websockets-sansio, no lifespan), against the test's database and Redis, `env` on top; yields
-    the port once it listens, always stopped."""
+    the port once it listens, always stopped. Its output goes to `log` when given (kept)."""
     from django.conf import settings
 
     port = free_port()
@@ -215,12 +215,12 @@ def uvicorn_server(**env: str) -> Iterator[int]:
         "--log-level",
         "warning",
     ]
-    with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with log.open("w+b") if log is not None else tempfile.TemporaryFile() as output:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
 
         def tail() -> str:
-            log.seek(0)
-            return log.read()[-3000:].decode(errors="replace")
+            output.seek(0)
+            return output.read()[-3000:].decode(errors="replace")
 
         def listening() -> bool:
             assert server.poll() is None, f"uvicorn exited: {tail()}"

@@ -33,37 +33,32 @@ repeats the fault schedule every that many operations (default: one cycle). `mak
 1,000,000 operations (SOAK_OPS) with a cycle every 20,000.
 """
 
-import json
 import os
 import random
-import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
 import redis
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Q
 
-from accounts.auth import issue_token
-from accounts.models import AppUser
-from chat.models import Conversation, Message, Participant
 from core.events import Event, InvalidEvent
 from core.events.streams import EVENT_FIELD
 from core.models import OutboxEvent
-from feed.models import Comment, Follow, Post, Reaction
 from tests.chaos import (
-    STREAMS,
+    CACHE_TAG,
+    Run,
     StreamTap,
+    check_cache_consistency,
+    compare_http,
+    drain,
     driver_progress,
     entity,
+    events_lost,
     freeze_mid_batch,
     held_entries,
     seed_world,
@@ -77,56 +72,11 @@ _OPS = os.environ.get("CHAOS_OPS")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(int(os.environ.get("CHAOS_TIMEOUT", 1200 + int(_OPS or 0) // 50))),
-    # Its faults are a standalone server's (kill -9 and AOF reload, maxmemory eviction) on private
-    # redis-servers it starts; the cluster's chaos test kills a master instead.
-    pytest.mark.standalone_only(reason="kills, evicts and reloads its own standalone redis-servers"),
 ]
 
 CACHE_MAXMEMORY = "8mb"
 CLAIM_IDLE_MS = 1500
 OUTBOX_STALE_SECONDS = 15  # without beat, nothing may wait in the outbox longer than this
-_TAG = re.compile(r"\{(post|conversation|user):(\d+)\}")
-
-
-@dataclass
-class Fault:
-    kind: str
-    detail: str
-    started: float
-    ended: float = 0.0
-    entities: set = field(default_factory=set)  # ("post", id) / ("message", id) / ("conversation", id)
-
-
-class Run:
-    """The run's bookkeeping: faults injected (with what they touched) and failures found."""
-
-    def __init__(self) -> None:
-        self.faults: list[Fault] = []
-        self.tap: StreamTap | None = None
-        self.failures: list[str] = []
-        self.started = time.monotonic()
-
-    def fault(self, kind: str, detail: str = "", entities=()) -> Fault:
-        fault = Fault(kind, detail, time.time(), time.time(), set(entities))
-        self.faults.append(fault)
-        print(f"[chaos +{time.monotonic() - self.started:6.1f}s] {kind}: {detail}", flush=True)
-        return fault
-
-    def fail(self, message: str) -> None:
-        self.failures.append(message)
-        print(f"[chaos] FAILED {message}", flush=True)
-
-    def suspects(self, *keys: tuple[str, int]) -> str:
-        """The faults that touched these entities, or that ran within 10 s of their last change
-        (the time its latest event reached a stream)."""
-        names = [f"{f.kind}#{i}" for i, f in enumerate(self.faults) if f.entities & set(keys)]
-        for at in filter(None, (self.tap.changed_at.get(key) for key in keys) if self.tap else ()):
-            names += [
-                f"{f.kind}#{i}(near)"
-                for i, f in enumerate(self.faults)
-                if f.started - 10 <= at <= f.ended + 10 and f"{f.kind}#{i}" not in names
-            ]
-        return ", ".join(dict.fromkeys(names)) or "no fault touched it"
 
 
 def _entities_of(payload: bytes) -> set:
@@ -189,7 +139,7 @@ class RedisFaults:
         expired = 0
         with cache.pipeline(transaction=False) as pipe:
             for key in cache.scan_iter(count=1000):
-                match = _TAG.search(key.decode(errors="replace"))
+                match = CACHE_TAG.search(key.decode(errors="replace"))
                 if match and f"{match.group(1)}:{match.group(2)}" in tags:
                     pipe.pexpire(key, 1)
                     expired += 1
@@ -358,11 +308,11 @@ def test_redis_faults_leave_nothing_stale_nothing_lost(transactional_db, tmp_pat
             ]
             run.fail(f"read-your-writes: {ryw} edits read back older than written, e.g. {misses[:5]}")
 
-        _drain(events.client(), run)
+        drain(events.client(), run)
         time.sleep(1.0)  # the tap reads the last entries
-        lost = _events_lost(tap, run)
-        checker = _check_cache_consistency(direct, run)
-        http_diffs = _compare_http(direct, tmp_path, run)
+        lost = events_lost(tap, run)
+        checker = check_cache_consistency(direct, run)
+        http_diffs = compare_http(direct, tmp_path, run)
         for name in ("worker-a", "worker-b"):
             if workers.running[name].poll() is not None:
                 run.fail(f"worker {name} died: {workers.log(name)[-2000:]}")
@@ -400,251 +350,6 @@ def _outbox_drains_without_beat(run: Run, cycle: int) -> None:
             f"no beat (cycle {cycle}): {stale()} outbox rows older than {OUTBOX_STALE_SECONDS} s still "
             "unsent after 60 s more: delivery depends on beat"
         )
-
-
-def _drain(client: redis.Redis, run: Run) -> bool:
-    """Outbox empty, every entry delivered and acknowledged (twice, around the last fan-outs)."""
-
-    def state() -> str:
-        waiting = OutboxEvent.objects.count()
-        behind = []
-        for stream in STREAMS:
-            try:
-                groups = client.xinfo_groups(stream)
-                last = client.xinfo_stream(stream)["last-generated-id"]
-            except redis.ResponseError:
-                continue
-            # Delivered = the group's last-delivered-id is the stream's last id. Not XINFO's `lag`:
-            # Redis derives it from entries-added/entries-read counters, which a kill -9 and AOF
-            # reload can leave apart (a positive lag that never moves, with nothing left to read).
-            behind += [
-                f"{stream}: pending {g['pending']}, last delivered {g['last-delivered-id']} of {last}"
-                for g in groups
-                if g["pending"] or g["last-delivered-id"] != last
-            ]
-        return "" if not waiting and not behind else f"outbox {waiting}; " + "; ".join(behind)
-
-    for _ in range(2):
-        try:
-            eventually(lambda: not state(), timeout=180, interval=0.5)
-        except AssertionError:
-            run.fail(f"drain: the pipeline did not drain within 180 s: {state()}")
-            return False
-        time.sleep(2)  # the fan-out tasks the last events queued
-    return True
-
-
-def _events_lost(tap: StreamTap, run: Run) -> list[str]:
-    """Every post and message version in the database, and every delete of an entity the streams
-    saw created, reached a stream (read by the tap as it was added)."""
-    lost = []
-    for kind, model in (("post", Post), ("message", Message)):
-        rows = dict(model.objects.values_list("id", "version"))
-        for pk, version in rows.items():
-            if version not in tap.versions.get((kind, pk), ()):
-                lost.append(f"{kind} {pk} v{version} (database) never reached a stream")
-        for seen_kind, pk in list(tap.versions):
-            if seen_kind == kind and pk not in rows and (kind, pk) not in tap.deleted:
-                lost.append(f"{kind} {pk} was deleted but no {kind}.deleted reached a stream")
-    if lost:
-        run.fail(f"events lost: {len(lost)}: " + "; ".join(lost[:20]))
-    return lost
-
-
-def _check_cache_consistency(env: dict, run: Run) -> dict:
-    check = subprocess.run(
-        [sys.executable, "manage.py", "check_cache_consistency", "--sample", "2000"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    report = check.stdout + check.stderr
-    total = next((line for line in report.splitlines() if line.startswith("total:")), "")
-    if not total:
-        run.fail(f"check_cache_consistency did not run: {report[-3000:]}")
-        return {"checked": 0, "mismatches": []}
-    checked = int(total.split()[1])
-    mismatches = [line.strip() for line in report.splitlines() if line.startswith("  ")]
-    if checked < 100:
-        run.fail(f"check_cache_consistency: too little was cached to prove anything: {total}")
-    if check.returncode or mismatches:
-        described = []
-        for line in mismatches[:30]:
-            key = line.split(": cached", 1)[0]
-            tags = {(kind, int(pk)) for kind, pk in _TAG.findall(key)}
-            described.append(f"cache vs DB: {line[:400]} [suspects: {run.suspects(*tags)}]")
-        run.fail(f"check_cache_consistency: {total}\n  " + "\n  ".join(described))
-    return {"checked": checked, "mismatches": mismatches}
-
-
-def _counts(post_ids: list[int]) -> dict[int, dict]:
-    reactions: dict[int, dict] = {pk: {} for pk in post_ids}
-    for pk, kind, n in (
-        Reaction.objects.filter(post_id__in=post_ids)
-        .values_list("post_id", "kind")
-        .annotate(n=Count("id"))
-        .order_by()
-    ):
-        reactions[pk][kind] = n
-    comments = dict(
-        Comment.objects.filter(post_id__in=post_ids).values_list("post_id").annotate(n=Count("id")).order_by()
-    )
-    return {pk: {"reactions": reactions[pk], "comments": comments.get(pk, 0)} for pk in post_ids}
-
-
-def _post_view(item: dict) -> tuple:
-    counts = item.get("counts") or {}
-    reactions = {k: v for k, v in (counts.get("reactions") or {}).items() if v}
-    return item["id"], item["author_id"], item["body"], item["version"], reactions, counts.get("comments")
-
-
-def _compare_http(env: dict, tmp_path, run: Run, seed: int = 5) -> list[str]:
-    """A real uvicorn on the same database and Redis; what it serves must be what the database says."""
-    port = free_port()
-    web = Processes(env, tmp_path)
-    web.start(
-        "web",
-        "-m",
-        "uvicorn",
-        "themoon.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    )
-    diffs: list[str] = []
-    rng = random.Random(seed)
-    tokens: dict[int, str] = {}
-
-    def get(path: str, user_id: int) -> tuple[int, object]:
-        if user_id not in tokens:
-            tokens[user_id] = issue_token(AppUser.objects.get(pk=user_id))
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {tokens[user_id]}"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, None
-
-    def answers() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health/live", timeout=2):
-                return True
-        except OSError:
-            return False
-
-    try:
-        eventually(answers, timeout=60, interval=0.3)
-        reader = AppUser.objects.order_by("id").values_list("id", flat=True).first()
-        # Post details: live ones (200, the row) and deleted ones (404).
-        live = list(Post.objects.values_list("id", flat=True))
-        top = max(live, default=0)
-        candidates = rng.sample(range(1, top + 1), min(400, top)) if top else []
-        rows = {p.pk: p for p in Post.objects.filter(pk__in=candidates)}
-        counts = _counts(list(rows))
-        for pk in candidates:
-            status, body = get(f"/api/posts/{pk}", reader)
-            post = rows.get(pk)
-            if post is None:
-                if status != 404:
-                    diffs.append(
-                        f"HTTP vs DB: GET /api/posts/{pk} answered {status} {body!r:.200}; it is deleted "
-                        f"[suspects: {run.suspects(('post', pk))}]"
-                    )
-                continue
-            expected = (
-                pk,
-                post.author_id,
-                post.body,
-                post.version,
-                counts[pk]["reactions"],
-                counts[pk]["comments"],
-            )
-            served = _post_view(body) if status == 200 else (status,)
-            if served != expected:
-                diffs.append(
-                    f"HTTP vs DB: GET /api/posts/{pk}: served {served} != database {expected} "
-                    f"[suspects: {run.suspects(('post', pk))}]"
-                )
-        # Feeds (pages 1 and 2) of a sample of users.
-        users = list(AppUser.objects.values_list("id", flat=True))
-        for user_id in rng.sample(users, min(15, len(users))):
-            authors = [
-                *Follow.objects.filter(follower_id=user_id).values_list("followee_id", flat=True),
-                user_id,
-            ]
-            cursor = ""
-            for page in (1, 2):
-                posts = list(
-                    Post.objects.filter(Q(author_id__in=authors)).order_by("-id")[(page - 1) * 20 : page * 20]
-                )
-                page_counts = _counts([p.pk for p in posts])
-                mine = dict(
-                    Reaction.objects.filter(user_id=user_id, post_id__in=[p.pk for p in posts]).values_list(
-                        "post_id", "kind"
-                    )
-                )
-                expected = [
-                    (
-                        p.pk,
-                        p.author_id,
-                        p.body,
-                        p.version,
-                        page_counts[p.pk]["reactions"],
-                        page_counts[p.pk]["comments"],
-                        mine.get(p.pk),
-                    )
-                    for p in posts
-                ]
-                status, body = get(f"/api/feed?size=20{cursor}", user_id)
-                served = (
-                    [(*_post_view(item), item["my_reaction"]) for item in body["items"]]
-                    if status == 200
-                    else [status]
-                )
-                cursor = f"&cursor={body['next']}" if status == 200 and body["next"] else ""
-                if served != expected:
-                    wrong = [s for s in served if s not in expected] + [
-                        e for e in expected if e not in served
-                    ]
-                    tags = {("post", w[0]) for w in wrong if isinstance(w, tuple)}
-                    diffs.append(
-                        f"HTTP vs DB: feed of user {user_id} page {page}: differs at {wrong[:6]} "
-                        f"[suspects: {run.suspects(*tags)}]"
-                    )
-        # Conversation histories, as a participant.
-        for conversation_id in Conversation.objects.values_list("id", flat=True):
-            member = Participant.objects.filter(conversation_id=conversation_id).values_list(
-                "user_id", flat=True
-            )[0]
-            rows = list(Message.objects.filter(conversation_id=conversation_id).order_by("-id")[:20])[::-1]
-            expected = [(m.pk, m.sender_id, m.body, m.version) for m in rows]
-            status, body = get(f"/api/conversations/{conversation_id}/messages?size=20", member)
-            served = (
-                [(m["id"], m["sender_id"], m["body"], m["version"]) for m in body["items"]]
-                if status == 200
-                else [status]
-            )
-            if served != expected:
-                wrong = [s for s in served if s not in expected] + [e for e in expected if e not in served]
-                tags = {("message", w[0]) for w in wrong if isinstance(w, tuple)} | {
-                    ("conversation", conversation_id)
-                }
-                diffs.append(
-                    f"HTTP vs DB: GET /api/conversations/{conversation_id}/messages differs at {wrong[:6]} "
-                    f"[suspects: {run.suspects(*tags)}]"
-                )
-    finally:
-        web.stop_all()
-    if diffs:
-        run.fail(f"HTTP API vs database: {len(diffs)} differences\n  " + "\n  ".join(diffs[:30]))
-    return diffs
 
 
 def _summary(

@@ -1,7 +1,7 @@
 """A consumer survives `kill -9` of a master holding a stream partition (issue 15 item 4).
 
 Without CLUSTER_FAILOVER_NODES it starts a private 6-node cluster (3 masters + 3 replicas,
-cluster-node-timeout 2000 ms) with `scripts/redis-cluster` on free loopback ports and stops it after.
+cluster-node-timeout 2000 ms; tests/clusters.py) on free loopback ports and stops it after.
 CLUSTER_FAILOVER_NODES (comma-separated host:port) names a disposable cluster instead; never one
 anyone else uses. The test kills one master, waits for its replica's promotion, then restarts the
 killed node (from its own config file) as a replica.
@@ -10,7 +10,6 @@ killed node (from its own config file) as a replica.
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -22,7 +21,7 @@ from redis.crc import key_slot
 
 from core.events import Event, EventHandler, HandlerRegistry
 from core.events.streams import EVENT_FIELD, domain_streams, partition_of
-from tests.subprocesses import ROOT, free_port
+from tests.clusters import PrivateCluster, cluster_state_ok
 from workers.consumer import StreamConsumer
 
 pytestmark = pytest.mark.standalone_only  # it builds its own cluster; make test-cluster has one already
@@ -45,27 +44,6 @@ def _probe_key(entity: int) -> str:
     return f"failover:{{probe:{entity}}}"
 
 
-def _free_port_base(count: int = 6) -> int:
-    """A base port with `count` free loopback ports above it (and their cluster bus ports, +10000)."""
-    for _ in range(50):
-        base = free_port()
-        if base + count + 10000 > 65535:
-            continue
-        ports = [*range(base, base + count), *range(base + 10000, base + 10000 + count)]
-        if all(_port_free(port) for port in ports):
-            return base
-    raise RuntimeError("no free run of ports for a private cluster")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 @pytest.fixture(scope="module")
 def cluster_nodes(tmp_path_factory):
     """CLUSTER_FAILOVER_NODES, or a private cluster started for this module (always stopped)."""
@@ -73,34 +51,12 @@ def cluster_nodes(tmp_path_factory):
     if named:
         yield named
         return
-    base = _free_port_base()
-    env = {
-        **os.environ,
-        "REDIS_CLUSTER_PORT_BASE": str(base),
-        "REDIS_CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster")),
-    }
-    script = str(ROOT / "scripts" / "redis-cluster")
-    subprocess.run([script, "start"], env=env, check=True, timeout=120)
+    cluster = PrivateCluster(tmp_path_factory.mktemp("cluster"))
     try:
-        _wait_replicas_online(range(base, base + 6))
-        yield ",".join(f"127.0.0.1:{port}" for port in range(base, base + 3))
+        cluster.start()
+        yield cluster.startup_nodes()
     finally:
-        subprocess.run([script, "stop"], env=env, check=False, timeout=60)
-
-
-def _wait_replicas_online(ports, timeout: float = 60.0) -> None:
-    """A fresh cluster's replicas sync after `--cluster create`; one that has not cannot be promoted."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        masters = [redis.Redis(port=port).info("replication") for port in ports]
-        masters = [info for info in masters if info["role"] == "master"]
-        if len(masters) == 3 and all(
-            info.get("connected_slaves") == 1 and info.get("slave0", {}).get("state") == "online"
-            for info in masters
-        ):
-            return
-        time.sleep(0.2)
-    raise AssertionError("the private cluster's replicas never came online")
+        cluster.stop()
 
 
 def _cluster(nodes: str) -> RedisCluster:
@@ -198,8 +154,7 @@ def _wait_cluster_ok(node: ClusterNode, timeout: float = 20.0) -> None:
     while time.monotonic() < deadline:
         try:
             info = redis.Redis(node.host, node.port, socket_timeout=1).execute_command("CLUSTER INFO")
-            text = info.decode() if isinstance(info, bytes) else str(info)
-            if "cluster_state:ok" in text:
+            if cluster_state_ok(info):  # redis-py answers a dict: str() of it never matched
                 return
         except redis.RedisError:
             pass
