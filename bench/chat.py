@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.harness import (
     bench_database,
@@ -139,12 +140,36 @@ def _url(server: Server, target: str, conversation_id: int, user_id: int, token:
     return f"ws://127.0.0.1:{server.port}/ws/{path}/{conversation_id}/?user={user_id}"
 
 
+class Run(NamedTuple):
+    accepted: int  # messages whose echo came back
+    elapsed: float  # seconds
+    latencies: list[float]  # send -> the last member received it, seconds
+    lost: int  # broadcasts not seen by every member
+    server_cpu: float  # CPU seconds the server process used meanwhile (every thread)
+    redis_cpu: float  # CPU seconds Redis used meanwhile (channel layer, cache and streams)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_cpu_seconds() -> float:
+    from core.connections import cache_client
+
+    info = cache_client().info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def _load(
     server: Server, rooms, seconds: float, rate: float | None = None, target: str = "product"
-) -> tuple[int, float, list[float], int]:
+) -> Run:
     """Closed loop (each client sends, waits for its echo, sends again) or, with `rate`, paced sends
-    adding up to `rate` messages/s. Returns (messages accepted, elapsed seconds, broadcast
-    latencies, broadcasts not seen by every member)."""
+    adding up to `rate` messages/s, and what the server and Redis spent on it."""
     import random
 
     import orjson
@@ -192,9 +217,12 @@ async def _load(
             accepted += 1
             await asyncio.sleep(max(0.0, next_send - time.perf_counter()))
 
+    cpu_before, redis_before = _cpu_seconds(server.process.pid), _redis_cpu_seconds()
     started = time.perf_counter()
     await asyncio.gather(*(talk(i, ws, size) for i, (ws, _, size) in enumerate(clients)))
     elapsed = time.perf_counter() - started
+    server_cpu = _cpu_seconds(server.process.pid) - cpu_before
+    redis_cpu = _redis_cpu_seconds() - redis_before
     grace = time.perf_counter() + 5  # let the last broadcasts land
     while time.perf_counter() < grace and any(len(arrivals.get(b, ())) < room_size[b] for b in sent):
         await asyncio.sleep(0.02)
@@ -204,7 +232,7 @@ async def _load(
     for task in readers:
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
-    return accepted, elapsed, latencies, len(sent) - len(latencies)
+    return Run(accepted, elapsed, latencies, len(sent) - len(latencies), server_cpu, redis_cpu)
 
 
 def _ratios(values: list[float]) -> str:
@@ -230,8 +258,11 @@ def throughput(server: Server, people, args: argparse.Namespace) -> list[tuple]:
     rows: list[tuple] = []
     shape = f"{len(people)} clients, rooms of {args.room_size}"
 
-    def rate_of(run) -> float:
-        return per_second(run[0], run[1])
+    def rate_of(run: Run) -> float:
+        return per_second(run.accepted, run.elapsed)
+
+    def cpu_of(run: Run) -> float:  # server + Redis CPU per accepted message, seconds
+        return (run.server_cpu + run.redis_cpu) / max(run.accepted, 1)
 
     for target in TARGETS:
         flat, paced = runs[target, None], runs[target, args.paced]
@@ -245,11 +276,27 @@ def throughput(server: Server, people, args: argparse.Namespace) -> list[tuple]:
         else:
             note = "baseline"
         rows.append((f"{target}, {shape}, flat out: messages/s", f"{median(achieved):,.0f}/s", note))
+        # Less sensitive to a busy machine than messages/s: what each message cost the server and Redis.
+        server_ms = median([r.server_cpu / max(r.accepted, 1) for r in flat]) * 1000
+        redis_ms = median([r.redis_cpu / max(r.accepted, 1) for r in flat]) * 1000
+        cpu_note = "baseline"
+        if target == "product":
+            cpu_note = "; ".join(
+                f"{_ratios([cpu_of(p) / cpu_of(f) for p, f in zip(flat, runs[b, None], strict=True)])} {b}"
+                for b in TARGETS[1:]
+            )
+        rows.append(
+            (
+                f"{target}, flat out: CPU per message, server + Redis",
+                f"{server_ms:.2f} + {redis_ms:.2f} ms",
+                cpu_note,
+            )
+        )
         for label, group in (("flat out", flat), (f"paced at {args.paced:.0f}/s", paced)):
-            latencies = [lat for r in group for lat in r[2]]
+            latencies = [lat for r in group for lat in r.latencies]
             p50, p99 = median(latencies) * 1000, percentile(latencies, 99) * 1000
             rows.append((f"{target}, {shape}, {label}: broadcast p50 / p99", f"{p50:.1f} / {p99:.1f} ms", ""))
-            lost = sum(r[3] for r in group)
+            lost = sum(r.lost for r in group)
             if lost:
                 rows.append(
                     (f"{target}, {label}: broadcasts not seen by every member", str(lost), "should be 0")
@@ -265,7 +312,7 @@ def throughput(server: Server, people, args: argparse.Namespace) -> list[tuple]:
                 f"{ratio:.2f}x rooms of {args.room_size}",
             )
         )
-        p50, p99 = median(big[2]) * 1000, percentile(big[2], 99) * 1000
+        p50, p99 = median(big.latencies) * 1000, percentile(big.latencies, 99) * 1000
         rows.append(
             (
                 f"product, one room of {len(people)}, flat out: broadcast p50 / p99",
