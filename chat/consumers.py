@@ -86,7 +86,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     token_id = None
     joined = False
     is_typing = False
-    recheck_at = 0.0  # time.monotonic(): ask the member set again on the first message after it
+    recheck_at = 0.0  # time.monotonic(): ask the member set again on the next frame or delivery
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """AsyncConsumer.dispatch, without its `aclose_old_connections()` before every handler, and
@@ -94,8 +94,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
         Channels awaits that call on every frame and every delivery: a hop to asgiref's one shared
         sync thread (`sync_to_async`, thread-sensitive), six per message in a room of five, all
-        queued on that one thread; ~15% of the server's time under load. It is there for
-        consumers that use the ORM from async code (the async ORM and thread-sensitive
+        queued on that one thread (13% of the server's samples in a profile of bench/chat.py). It
+        is there for consumers that use the ORM from async code (the async ORM and thread-sensitive
         `database_sync_to_async` run on that thread, and close_old_connections only looks at the
         calling thread's connections; channels 4.2, django/channels#2090). This consumer never
         does: every database call goes through `off_loop` (DatabaseSyncToAsync, not
