@@ -6,7 +6,9 @@ is django-redis), rates read from settings on every check (THROTTLE_*_RATE), ope
   over its rate, the right password is refused too (429) until the window has passed.
 - `TokenMintThrottle`: tokens minted per account; `TicketThrottle`: WebSocket tickets per user.
 - `WriteThrottle`: every unsafe HTTP method per authenticated user (the API-wide throttle), and
-  `allow_frame` the chat frames a user sends over WebSockets (THROTTLE_WS_MESSAGE_RATE).
+  `allow_frame` the chat frames a user sends over WebSockets (THROTTLE_WS_MESSAGE_RATE): the same
+  sliding window, kept as a sorted set of send times by one Lua script (one round trip per frame,
+  where ninja's throttle reads and rewrites the whole history through Django's cache).
 
 A refused request gets 429 with `Retry-After` (seconds, from ninja). Redis unreachable: the throttle
 answers "allow" (and the circuit breaker spares the next requests the timeout): being unthrottled
@@ -18,14 +20,17 @@ The client address is REMOTE_ADDR (uvicorn puts the proxy's X-Forwarded-For ther
 import hashlib
 import logging
 import math
+import os
 import threading
+import time
+from pathlib import Path
 
 import orjson
 from django.conf import settings
 from django.http import HttpRequest
 from ninja.throttling import SimpleRateThrottle
 
-from core.caching import CacheKeyBuilder, breaker
+from core.caching import CacheKeyBuilder, GuardedRedis, LuaScript, breaker
 
 logger = logging.getLogger("accounts.throttles")
 
@@ -82,14 +87,6 @@ class RedisRateThrottle(SimpleRateThrottle):
         return request.META.get("REMOTE_ADDR") or "unknown"
 
 
-class _Ident(HttpRequest):
-    """A stand-in request for checks that are not HTTP requests (WebSocket frames)."""
-
-    def __init__(self, ident: str) -> None:
-        super().__init__()
-        self.throttle_ident = ident
-
-
 def _login_username(request: HttpRequest) -> str | None:
     try:
         username = orjson.loads(request.body).get("username")
@@ -138,21 +135,30 @@ class WriteThrottle(RedisRateThrottle):
 
 
 class FrameThrottle(RedisRateThrottle):
+    """The chat frames' rate and key; `allow_frame` counts them (not an HTTP throttle)."""
+
     rate_setting = "THROTTLE_WS_MESSAGE_RATE"
 
     def ident(self, request: HttpRequest) -> str | None:
-        return getattr(request, "throttle_ident", None)
+        return None
 
 
 frames = FrameThrottle()
+_FRAME_WINDOW = LuaScript.load("frame_window", directory=Path(__file__).resolve().parent / "lua")
+_frame_guard = GuardedRedis()  # the cache's client and breaker, as the other throttles
 
 
 def allow_frame(user_id: int) -> tuple[bool, int]:
-    """Whether the user may send one more chat frame now; if not, the seconds to wait (>= 1)."""
-    if frames.allow_request(_Ident(f"user-{user_id}")):
+    """Whether the user may send one more chat frame now; if not, the seconds to wait (>= 1).
+    One round trip; Redis unreachable: allowed, like every throttle here."""
+    limit, seconds = frames.parse_rate(settings.THROTTLE_WS_MESSAGE_RATE)
+    key = frames.cache_key(f"user-{user_id}")
+    now = int(time.time() * 1000)
+    args = [now, seconds * 1000, limit, f"{now}:{os.urandom(6).hex()}"]
+    wait_ms = _frame_guard.call("throttle", key, lambda: _FRAME_WINDOW(_frame_guard.client, [key], args), 0)
+    if not wait_ms:
         return True, 0
-    wait = frames.wait()
-    return False, max(1, math.ceil(wait if wait is not None else frames.duration))
+    return False, max(1, math.ceil(int(wait_ms) / 1000))
 
 
 login_throttles = [LoginAddressThrottle(), LoginAccountThrottle()]

@@ -1,13 +1,20 @@
-"""Chat benchmark: WebSocket throughput and broadcast latency, and opening a conversation.
+"""Chat benchmark: WebSocket throughput and broadcast latency against Channels' floor, and opening
+a conversation.
 
-    python -m bench.chat [--clients 50] [--room-size 5] [--seconds 6] [--paced 20] [--opens 40]
+    python -m bench.chat [--clients 50] [--room-size 5] [--seconds 6] [--paced 20] [--rounds 3]
+                         [--opens 40] [--no-big-room]
 
-(a) --clients concurrent `websockets` clients against uvicorn (a subprocess on loopback, serving
-    themoon.asgi), each sending messages in a closed loop (send, wait for its own echo, repeat) for
-    --seconds: messages/s accepted (saved, published, broadcast) and broadcast latency p50/p99
-    (send -> the last member of the room received it); then latency again with sends paced at
-    --paced messages/s in all (below capacity, so it is not queueing). Once in rooms of
-    --room-size, once with every client in one room (the baseline is the small rooms).
+(a) --clients concurrent `websockets` clients against one uvicorn (a subprocess on loopback, the
+    Procfile's web process: themoon.asgi, plus bench/chat_floor.py's baselines on /ws/floor...),
+    each sending messages in a closed loop (send, wait for its own echo, repeat) for --seconds:
+    messages/s accepted (saved, published, broadcast) and broadcast latency p50/p99 (send -> the
+    last member of the room received it); then latency again with sends paced at --paced
+    messages/s in all (below capacity, so it is not queueing). In rooms of --room-size, for the
+    product and for the baselines on the same channels-redis layer: a minimal Channels consumer
+    (no database) and the same with one INSERT per message, interleaved over --rounds rounds in
+    a rotated order; the ratios are the median of the per-round ratios. Then the product with
+    every client in one room (against its own small rooms). The load average is printed: the
+    clients share the machine with the server, PostgreSQL and Redis.
 (b) Opening a conversation: its last 50 messages from the warm cache vs from the database (the
     baseline), in-process; and over the WebSocket (connect -> history frame) warm vs cold cache.
 Runs on the harness's throwaway databases; everything on loopback; bounded by the time limits above.
@@ -20,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.harness import (
     bench_database,
@@ -32,10 +40,10 @@ from bench.harness import (
     time_per_op,
 )
 
-ARGS = argparse.Namespace(clients=50, room_size=5, seconds=6.0, paced=20.0, opens=40)
+ARGS = argparse.Namespace(clients=50, room_size=5, seconds=6.0, paced=20.0, opens=40, rounds=3, big_room=True)
 ROOT = Path(__file__).resolve().parent.parent
-# The Procfile's web process, on loopback.
-UVICORN = [sys.executable, "-m", "uvicorn", "themoon.asgi:application", "--host", "127.0.0.1"]
+# The Procfile's web process, on loopback, serving bench/chat_floor.py's baselines next to the product.
+UVICORN = [sys.executable, "-m", "uvicorn", "bench.chat_floor:application", "--host", "127.0.0.1"]
 UVICORN += ["--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--lifespan", "off"]
 UVICORN += ["--log-level", "warning"]
 
@@ -81,6 +89,10 @@ class Server:
             "REDIS_URL": settings.REDIS_URL,
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "DATABASE_URL": database_url(),
+            "DATABASE_POOL": os.environ.get("DATABASE_POOL", "true"),  # as the Procfile's web process
+            "WEBSOCKET_ALLOWED_ORIGINS": f"http://127.0.0.1:{self.port}",
+            # Above what one flat-out client sends in a run, so every frame is counted, none refused.
+            "THROTTLE_WS_MESSAGE_RATE": "6000/m",
         }
         self.process = subprocess.Popen(
             [*UVICORN, "--port", str(self.port)],
@@ -117,13 +129,47 @@ class Server:
 
 # --- (a) throughput and broadcast latency ------------------------------------------------------------
 
+# The WebSocket endpoints of one room member: the product, and the two floors of bench/chat_floor.py.
+TARGETS = ("product", "floor", "floor + INSERT")
+
+
+def _url(server: Server, target: str, conversation_id: int, user_id: int, token: str) -> str:
+    if target == "product":
+        return server.url(conversation_id, token)
+    path = "floor" if target == "floor" else "floor-insert"
+    return f"ws://127.0.0.1:{server.port}/ws/{path}/{conversation_id}/?user={user_id}"
+
+
+class Run(NamedTuple):
+    accepted: int  # messages whose echo came back
+    elapsed: float  # seconds
+    latencies: list[float]  # send -> the last member received it, seconds
+    lost: int  # broadcasts not seen by every member
+    server_cpu: float  # CPU seconds the server process used meanwhile (every thread)
+    redis_cpu: float  # CPU seconds Redis used meanwhile (channel layer, cache and streams)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_cpu_seconds() -> float:
+    from core.connections import cache_client
+
+    info = cache_client().info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
 
 async def _load(
-    server: Server, rooms, seconds: float, rate: float | None = None
-) -> tuple[int, float, list[float], int]:
+    server: Server, rooms, seconds: float, rate: float | None = None, target: str = "product"
+) -> Run:
     """Closed loop (each client sends, waits for its echo, sends again) or, with `rate`, paced sends
-    adding up to `rate` messages/s. Returns (messages accepted, elapsed seconds, broadcast
-    latencies, broadcasts not seen by every member)."""
+    adding up to `rate` messages/s, and what the server and Redis spent on it."""
     import random
 
     import orjson
@@ -146,7 +192,8 @@ async def _load(
     clients = []  # (websocket, its user id, its room's size)
     for conversation_id, members in rooms:
         for user_id, token in members:
-            ws = await connect(server.url(conversation_id, token), origin=server.origin, open_timeout=30)
+            url = _url(server, target, conversation_id, user_id, token)
+            ws = await connect(url, origin=server.origin, open_timeout=30)
             history = orjson.loads(await ws.recv())
             assert history["type"] == "history", history
             clients.append((ws, user_id, len(members)))
@@ -170,9 +217,12 @@ async def _load(
             accepted += 1
             await asyncio.sleep(max(0.0, next_send - time.perf_counter()))
 
+    cpu_before, redis_before = _cpu_seconds(server.process.pid), _redis_cpu_seconds()
     started = time.perf_counter()
     await asyncio.gather(*(talk(i, ws, size) for i, (ws, _, size) in enumerate(clients)))
     elapsed = time.perf_counter() - started
+    server_cpu = _cpu_seconds(server.process.pid) - cpu_before
+    redis_cpu = _redis_cpu_seconds() - redis_before
     grace = time.perf_counter() + 5  # let the last broadcasts land
     while time.perf_counter() < grace and any(len(arrivals.get(b, ())) < room_size[b] for b in sent):
         await asyncio.sleep(0.02)
@@ -182,43 +232,95 @@ async def _load(
     for task in readers:
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
-    return accepted, elapsed, latencies, len(sent) - len(latencies)
+    return Run(accepted, elapsed, latencies, len(sent) - len(latencies), server_cpu, redis_cpu)
 
 
-def throughput(server: Server, people, room_size: int, seconds: float, paced: float) -> list[tuple]:
-    """Per room shape: the closed-loop rate and latency, then latency at a paced rate. The small
-    rooms are the baseline of the big one."""
-    shapes = [(f"rooms of {room_size}", room_size), (f"one room of {len(people)}", len(people))]
-    runs = {}
-    for label, size in shapes:
-        rooms = _rooms(people, size)
-        for rate in (None, paced):
-            runs[label, rate] = asyncio.run(_load(server, rooms, seconds, rate))
+def _ratios(values: list[float]) -> str:
+    return f"{median(values):.2f}x (rounds: {', '.join(f'{v:.2f}' for v in values)})"
+
+
+def throughput(server: Server, people, args: argparse.Namespace) -> list[tuple]:
+    """The product against the minimal Channels consumers (bench/chat_floor.py) on the same layer,
+    in rooms of --room-size: --rounds rounds, each running every target flat out then paced, in a
+    rotated order (the machine's load drifts: each round's ratio compares neighbours in time). Then
+    the product with every client in one room, against its own small rooms."""
+    rooms = {target: _rooms(people, args.room_size) for target in TARGETS}  # each its own conversations
+    rates = (None, args.paced)
+    runs: dict[tuple[str, float | None], list] = {}
+    loads = []
+    for round_ in range(args.rounds):
+        order = TARGETS[round_ % len(TARGETS) :] + TARGETS[: round_ % len(TARGETS)]
+        for target in order:
+            for rate in rates:
+                result = asyncio.run(_load(server, rooms[target], args.seconds, rate, target))
+                runs.setdefault((target, rate), []).append(result)
+        loads.append(os.getloadavg()[0])
     rows: list[tuple] = []
-    for label, _ in shapes:
-        for rate in (None, paced):
-            accepted, elapsed, latencies, lost = runs[label, rate]
-            base_accepted, base_elapsed, base_latencies, _ = runs[shapes[0][0], rate]
-            is_base = label == shapes[0][0]
-            name = f"{len(people)} clients, {label}, " + (
-                "flat out" if rate is None else f"paced at {rate:.0f}/s"
+    shape = f"{len(people)} clients, rooms of {args.room_size}"
+
+    def rate_of(run: Run) -> float:
+        return per_second(run.accepted, run.elapsed)
+
+    def cpu_of(run: Run) -> float:  # server + Redis CPU per accepted message, seconds
+        return (run.server_cpu + run.redis_cpu) / max(run.accepted, 1)
+
+    for target in TARGETS:
+        flat, paced = runs[target, None], runs[target, args.paced]
+        achieved = [rate_of(r) for r in flat]
+        if target == "product":
+            notes = []
+            for base in TARGETS[1:]:
+                floors = [rate_of(r) for r in runs[base, None]]
+                notes.append(f"{_ratios([p / f for p, f in zip(achieved, floors, strict=True)])} {base}")
+            note = "; ".join(notes)
+        else:
+            note = "baseline"
+        rows.append((f"{target}, {shape}, flat out: messages/s", f"{median(achieved):,.0f}/s", note))
+        # Less sensitive to a busy machine than messages/s: what each message cost the server and Redis.
+        server_ms = median([r.server_cpu / max(r.accepted, 1) for r in flat]) * 1000
+        redis_ms = median([r.redis_cpu / max(r.accepted, 1) for r in flat]) * 1000
+        cpu_note = "baseline"
+        if target == "product":
+            cpu_note = "; ".join(
+                f"{_ratios([cpu_of(p) / cpu_of(f) for p, f in zip(flat, runs[b, None], strict=True)])} {b}"
+                for b in TARGETS[1:]
             )
-            if rate is None:
-                achieved = per_second(accepted, elapsed)
-                ratio = achieved / per_second(base_accepted, base_elapsed)
-                rows.append(
-                    (
-                        f"{name}: messages/s accepted",
-                        f"{achieved:,.0f}/s",
-                        "baseline" if is_base else f"{ratio:.2f}x",
-                    )
-                )
+        rows.append(
+            (
+                f"{target}, flat out: CPU per message, server + Redis",
+                f"{server_ms:.2f} + {redis_ms:.2f} ms",
+                cpu_note,
+            )
+        )
+        for label, group in (("flat out", flat), (f"paced at {args.paced:.0f}/s", paced)):
+            latencies = [lat for r in group for lat in r.latencies]
             p50, p99 = median(latencies) * 1000, percentile(latencies, 99) * 1000
-            ratio = p50 / (median(base_latencies) * 1000)
-            note = "baseline" if is_base else f"{ratio:.2f}x the p50"
-            rows.append((f"{name}: broadcast p50 / p99", f"{p50:.1f} / {p99:.1f} ms", note))
+            rows.append((f"{target}, {shape}, {label}: broadcast p50 / p99", f"{p50:.1f} / {p99:.1f} ms", ""))
+            lost = sum(r.lost for r in group)
             if lost:
-                rows.append((f"{name}: broadcasts not seen by every member", str(lost), "should be 0"))
+                rows.append(
+                    (f"{target}, {label}: broadcasts not seen by every member", str(lost), "should be 0")
+                )
+    if args.big_room:
+        base = runs["product", None][-1]
+        big = asyncio.run(_load(server, _rooms(people, len(people)), args.seconds))
+        ratio = rate_of(big) / rate_of(base)
+        rows.append(
+            (
+                f"product, one room of {len(people)}, flat out: messages/s",
+                f"{rate_of(big):,.0f}/s",
+                f"{ratio:.2f}x rooms of {args.room_size}",
+            )
+        )
+        p50, p99 = median(big.latencies) * 1000, percentile(big.latencies, 99) * 1000
+        rows.append(
+            (
+                f"product, one room of {len(people)}, flat out: broadcast p50 / p99",
+                f"{p50:.1f} / {p99:.1f} ms",
+                "",
+            )
+        )
+    rows.append(("load average (1 min) after each round", ", ".join(f"{v:.1f}" for v in loads), ""))
     return rows
 
 
@@ -284,14 +386,14 @@ def open_times(server: Server, people, opens: int) -> list[tuple]:
 
 def run(args: argparse.Namespace = ARGS) -> str:
     # The clients share the machine with the server, PostgreSQL and Redis: say how busy it was.
-    load = os.getloadavg()[0]
+    load = os.getloadavg()
     with bench_database():
         people = _people(args.clients)
         with Server() as server:
-            rows = throughput(server, people, args.room_size, args.seconds, args.paced)
+            rows = throughput(server, people, args)
             rows += open_times(server, people, args.opens)
         env = environment()
-    title = f"### Chat ({env}, load average {load:.1f} at start)"
+    title = f"### Chat ({env}, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at start)"
     return title + "\n\n" + table(["measure", "figure", "vs baseline"], rows)
 
 
@@ -304,6 +406,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=ARGS.seconds)
     parser.add_argument("--paced", type=float, default=ARGS.paced, help="messages/s of the paced runs")
     parser.add_argument("--opens", type=int, default=ARGS.opens)
+    parser.add_argument("--rounds", type=int, default=ARGS.rounds, help="interleaved rounds of every target")
+    parser.add_argument("--no-big-room", dest="big_room", action="store_false", help="skip the one-room run")
     print(run(parser.parse_args()))
 
 

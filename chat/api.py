@@ -54,7 +54,7 @@ def list_messages(
     """Newest page first (from the cache), oldest message first within a page; pass `next` back
     as `cursor` for the next older page (from the database by keyset)."""
     size, position = page_size(size), decode_cursor(cursor, before=int)
-    if not queries.is_participant(conversation_id, request.auth.pk):
+    if not selectors.is_participant(conversation_id, request.auth.pk):
         raise HttpError(404, f"conversation {conversation_id} not found")
     page = selectors.message_page(conversation_id, None if position is None else position["before"], size)
     before = page["next_before"]

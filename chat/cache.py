@@ -1,4 +1,4 @@
-"""Chat caches: a conversation's last messages, who is online, who is typing.
+"""Chat caches: a conversation's last messages, who is in it, who is online, who is typing.
 
 `ConversationMessagesCache` keeps the newest CAP message ids of a conversation in one sorted set,
 `chat:v1:{conversation:ID}:messages`, written through by message events and filled from the
@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import redis
+from django.conf import settings
 
 from core.caching import (
     ABSENT,
@@ -76,6 +77,7 @@ _LUA = Path(__file__).resolve().parent / "lua"
 _UPSERT = LuaScript.load("window_upsert", directory=_LUA, prelude=("window",))
 _REMOVE = LuaScript.load("window_remove", directory=_LUA, prelude=("window",))
 _FILL = LuaScript.load("window_fill", directory=_LUA)
+_MEMBERS_FILL = LuaScript.load("members_fill", directory=_LUA)
 
 
 class Window(NamedTuple):
@@ -215,6 +217,131 @@ class ConversationMessagesCache(BaseCacheStrategy):
     def invalidate(self, conversation_id: int) -> int:
         key = self.messages_key(conversation_id)
         return self.delete(key)
+
+
+# The member of a complete fill (user ids are digits only).
+_MEMBERS_FILLED = "~"
+
+
+def _members_from_db(conversation_id: int) -> list[int]:
+    from chat.queries import participant_ids
+
+    return participant_ids(conversation_id)
+
+
+def _participant_in_db(conversation_id: int, user_id: int) -> bool:
+    from chat.queries import is_participant
+
+    return is_participant(conversation_id, user_id)
+
+
+class ConversationMembersCache(BaseCacheStrategy):
+    """Who is in each conversation: a Redis set `chat:v1:{conversation:ID}:members` of user ids,
+    with the member `~` marking a complete fill, so that one SMISMEMBER answers "filled?" and
+    "member?" together. What the chat path asks instead of a SELECT on every message.
+
+    Only a "yes" is trusted: a user the set does not hold is asked of the database (strangers are
+    rare, and a participant added to an existing conversation then still gets in). So the cache
+    can only ever be wrong by keeping a removed participant, and that is bounded:
+
+    - removing a participant publishes participant.removed in its transaction (chat/signals.py);
+      its handler deletes the set (chat/handlers.py), at commit in the writing process (the
+      commit-time round trip, EVENTS_APPLY_ON_COMMIT) and again in the worker;
+    - a fill takes a lease in the key first and stores only while the lease is still there, so a
+      removal that committed after the fill's read deletes the lease and the fill is dropped;
+    - Redis unreachable: the database answers (never a member by default); a writer whose
+      commit-time round trip failed reads from the database until it has applied its own events
+      (core/events/recovery.py), and the relay + worker apply them for everyone else;
+    - every set expires after CHAT_MEMBERS_TTL_SECONDS whatever happens.
+    """
+
+    namespace = "chat"
+
+    def __init__(self, *args, loader: Callable[[int], list[int]] = _members_from_db, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._loader = loader
+
+    def members_key(self, conversation_id: int) -> str:
+        return self.key(HashTag("conversation", conversation_id), "members")
+
+    def is_member(self, conversation_id: int, user_id: int) -> bool:
+        """Whether `user_id` is in the conversation: from the set (filled under a lease on a miss),
+        a "no" confirmed by the database. Never raises for Redis trouble (the database answers)."""
+        key = self.members_key(conversation_id)
+
+        def read() -> Any:
+            found = self.guard.call("is_member", key, lambda: self._probe(key, user_id), None)
+            return UNAVAILABLE if found is None else found
+
+        def fill() -> Any:
+            loaded = fill_under_lease(self.guard, key, lambda: self._loader(conversation_id), self._fill)
+            return loaded if loaded is LEASED else user_id in loaded
+
+        def load() -> bool:
+            return user_id in self._loader(conversation_id)
+
+        if read_through(read, fill, load, self.record_lookup):
+            return True
+        return _participant_in_db(conversation_id, user_id)
+
+    def members(self, conversation_id: int) -> list[int]:
+        """Every member's id, ascending (the set, or the database on a miss)."""
+        key = self.members_key(conversation_id)
+
+        def read() -> Any:
+            found = self.guard.call("members", key, lambda: self._all(key), None)
+            return UNAVAILABLE if found is None else found
+
+        def load() -> list[int]:
+            return self._loader(conversation_id)
+
+        return read_through(
+            read, lambda: fill_under_lease(self.guard, key, load, self._fill), load, self.record_lookup
+        )
+
+    def _probe(self, key: str, user_id: int) -> Any:
+        try:
+            filled, member = self.client.smismember(key, [_MEMBERS_FILLED, user_id])
+        except redis.ResponseError as exc:
+            if "WRONGTYPE" in str(exc):  # a fill lease (a string) holds the key
+                return LEASED
+            raise
+        if not filled:
+            return self._absent()
+        return bool(member)
+
+    def _all(self, key: str) -> Any:
+        try:
+            raw = self.client.smembers(key)
+        except redis.ResponseError as exc:
+            if "WRONGTYPE" in str(exc):
+                return LEASED
+            raise
+        if _MEMBERS_FILLED.encode() not in raw:
+            return self._absent()
+        return sorted(int(member) for member in raw if member != _MEMBERS_FILLED.encode())
+
+    def _absent(self) -> Any:
+        # A namespace bump still settling: processes on the previous epoch delete the previous
+        # keys, so they could not void a fill of the new one: read the database, store nothing.
+        return ABSENT if self.keys.settled() else BYPASS
+
+    def _fill(self, lease: Lease, member_ids: list[int]) -> None:
+        if not member_ids:  # nobody (or no such conversation): nothing worth a key
+            self.guard.call("release", lease.key, lambda: release_lease(self.client, lease), False)
+            return
+        args = [lease.token, ttl_ms(settings.CHAT_MEMBERS_TTL_SECONDS), *member_ids]
+        self.guard.call("fill", lease.key, lambda: _MEMBERS_FILL(self.client, [lease.key], args), 0)
+
+    # --- writes, queued on the stream consumer's pipeline (errors propagate) -------------------
+
+    def queue_invalidate(self, pipe: redis.client.Pipeline, conversation_id: int) -> None:
+        """Delete the set (a participant left): the next check fills it from the database, and a
+        fill in flight loses its lease."""
+        pipe.delete(self.members_key(conversation_id))
+
+    def invalidate(self, conversation_id: int) -> int:
+        return self.delete(self.members_key(conversation_id))
 
 
 def parse_sentinel(sentinel: bytes) -> tuple[int, int] | None:

@@ -6,13 +6,18 @@ token as a subprotocol (`Sec-WebSocket-Protocol: themoon.v1, bearer.<token>`: th
 old clients; redacted from the access log). Only participants may join: anyone else is accepted and
 closed at once with 4403 (4401 without credentials), because a close before the handshake completes
 reaches the client as a bare HTTP 403 with no code. Database and Redis calls run in a thread pool,
-never on the event loop.
+never on the event loop; a `message` frame takes one hop there (throttle, membership from the
+cached member set, the one-statement save) and its broadcast is sent from the loop.
 
 Access that ends closes the socket, through the event pipeline (accounts.auth): the socket joins
 its user's group and its token's; a revoked token, a deactivated user or a password change closes it
-with 4401, leaving the conversation (participant.removed) with 4403, once the worker handles the
-event. A user's chat frames are throttled (THROTTLE_WS_MESSAGE_RATE): over it, an `error` frame with
-`retry_after` (seconds), and the connection stays.
+with 4401, once the worker handles the event; leaving the conversation with 4403, at the removal's
+commit (chat/broadcast.py), again when the worker handles participant.removed, and at the latest
+on the socket's first frame or delivery CHAT_MEMBERSHIP_RECHECK_SECONDS after it last checked: it
+asks the member set again then, and a removed participant's `message` frame is refused from the
+removal's commit on (chat/cache.py, ConversationMembersCache, has the bounds). A user's chat
+frames are throttled (THROTTLE_WS_MESSAGE_RATE): over it, an `error` frame with `retry_after`
+(seconds), and the connection stays.
 
 Frames are JSON objects with a `type`.
 - client -> server: `message` {body}, `edit` {message_id, body}, `delete` {message_id} (one's own
@@ -23,16 +28,20 @@ Frames are JSON objects with a `type`.
   can't use (the connection stays open).
 
 `message`, `edited` and `deleted` reach the room from chat/broadcast.py after the write commits,
-whether it came from a frame here or from the HTTP API: this consumer never sends them itself.
+whether it came from a frame here or from the HTTP API (a frame's are handed back to this consumer
+by `broadcast.collected()` and sent from its loop).
 """
 
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from accounts.auth import (
     Credential,
@@ -45,7 +54,7 @@ from accounts.auth import (
     token_group,
     user_group,
 )
-from chat import queries, services
+from chat import broadcast, selectors, services
 from chat.broadcast import group_name
 from chat.cache import ConversationMessagesCache, OnlineStatusCache, TypingIndicatorCache
 from core.errors import NotFound, ServiceError
@@ -77,6 +86,41 @@ class ChatConsumer(AsyncWebsocketConsumer):
     token_id = None
     joined = False
     is_typing = False
+    recheck_at = 0.0  # time.monotonic(): ask the member set again on the next frame or delivery
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """AsyncConsumer.dispatch, without its `aclose_old_connections()` before every handler, and
+        with the periodic membership check.
+
+        Channels awaits that call on every frame and every delivery: a hop to asgiref's one shared
+        sync thread (`sync_to_async`, thread-sensitive), six per message in a room of five, all
+        queued on that one thread (13% of the server's samples in a profile of bench/chat.py). It
+        is there for consumers that use the ORM from async code (the async ORM and thread-sensitive
+        `database_sync_to_async` run on that thread, and close_old_connections only looks at the
+        calling thread's connections; channels 4.2, django/channels#2090). This consumer never
+        does: every database call goes through `off_loop` (DatabaseSyncToAsync, not
+        thread-sensitive), which runs close_old_connections itself before and after the call in
+        the thread that runs it (the connection returns to the pool there). So the hop would
+        tidy connections this consumer never touches: frames and deliveries that touch no
+        database (typing, ping, presence, every delivery) need nothing, and those that do
+        (message, edit, delete, connect) get the clean-up around their query, where it matters.
+        (Django raises SynchronousOnlyOperation if the ORM is ever used on the loop itself.)
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        due = self.joined and time.monotonic() >= self.recheck_at
+        if due and message["type"] != "websocket.disconnect" and not await self._still_a_member():
+            return
+        await handler(message)
+
+    async def _still_a_member(self) -> bool:
+        """Ask the member set again (the database behind it); not a member: leave, close 4403."""
+        self.recheck_at = time.monotonic() + settings.CHAT_MEMBERSHIP_RECHECK_SECONDS
+        if await off_loop(selectors.is_participant)(self.conversation_id, self.user.pk):
+            return True
+        await self._end("you are no longer in this conversation", CLOSE_NOT_A_PARTICIPANT)
+        return False
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -102,12 +146,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._leave_access_groups()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        members = await off_loop(queries.participant_ids)(self.conversation_id)
+        members = await off_loop(selectors.participant_ids)(self.conversation_id)
         if self.user.pk not in members:
             await self._leave_access_groups()
             await self.close(code=CLOSE_NOT_A_PARTICIPANT)
             return
         self.joined = True
+        self.recheck_at = time.monotonic() + settings.CHAT_MEMBERSHIP_RECHECK_SECONDS
         await self.channel_layer.group_add(self.group, self.channel_name)
         history = await off_loop(messages_cache.get_messages)(self.conversation_id)
         await self.send_json({"type": "history", "messages": history})
@@ -201,16 +246,28 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_message(self, frame: dict[str, Any]) -> None:
         body = services.validate_body(frame.get("body"))
-        allowed, retry_after = await off_loop(allow_frame)(self.user.pk)
-        if not allowed:
+        retry_after, outgoing = await off_loop(self._send_message)(body)
+        if retry_after:
             await self.send_json(
                 {"type": "error", "error": "too many messages; slow down", "retry_after": retry_after}
             )
             return
-        await off_loop(services.send_message)(self.user, self.conversation_id, body)
+        await broadcast.send_collected(outgoing)
         if self.is_typing:  # a sent message ends the typing; skip the round trip when there was none
             self.is_typing = False
             await off_loop(typists.clear_typing)(self.conversation_id, self.user.pk)
+
+    def _send_message(self, body: str) -> tuple[int, broadcast.Outgoing]:
+        """A message frame's blocking part, in one hop off the loop: the throttle, then the save
+        (membership from the cached member set, the message and its outbox row in one statement,
+        the commit-time events round trip). Returns (seconds to wait, 0 if allowed; the room's
+        broadcast, to send from the loop)."""
+        allowed, retry_after = allow_frame(self.user.pk)
+        if not allowed:
+            return retry_after, []
+        with broadcast.collected() as outgoing:
+            services.send_message(self.user, self.conversation_id, body)
+        return 0, outgoing
 
     async def on_edit(self, frame: dict[str, Any]) -> None:
         body = services.validate_body(frame.get("body"))

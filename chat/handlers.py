@@ -13,10 +13,11 @@ import redis
 from accounts.auth import send_to_groups, user_group
 from accounts.events import USER_TYPES
 from chat import events, queries
-from chat.cache import ConversationMessagesCache
+from chat.cache import ConversationMembersCache, ConversationMessagesCache
 from core.events import Event, EventHandler, registry
 
 conversations = ConversationMessagesCache()
+members = ConversationMembersCache()
 
 # Windows deleted per pipeline round trip when a user is renamed.
 RENAME_CHUNK = 1000
@@ -57,13 +58,16 @@ class SenderRenamedHandler(EventHandler):
 
 
 class ParticipantHandler(EventHandler):
-    """participant.removed has no cache effect; in the worker it closes the user's sockets on that
-    conversation (through their per-user group: the consumer checks the conversation id)."""
+    """participant.removed deletes the conversation's cached member set (at commit in the writing
+    process, and in the worker: chat/cache.py, ConversationMembersCache); in the worker it also
+    closes the user's sockets on that conversation (through their per-user group: the consumer
+    checks the conversation id), which the writing process already asked for at commit
+    (chat/broadcast.py: this is the durable path)."""
 
     event_types = (events.PARTICIPANT_REMOVED,)
 
     def apply(self, pipe: redis.client.Pipeline, event: Event) -> None:
-        return None
+        members.queue_invalidate(pipe, event.data["conversation_id"])
 
     def after_batch(self, batch: Sequence[Event]) -> None:
         send_to_groups(

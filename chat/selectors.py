@@ -3,9 +3,20 @@
 from typing import Any
 
 from chat import queries
-from chat.cache import ConversationMessagesCache
+from chat.cache import ConversationMembersCache, ConversationMessagesCache
 
 messages = ConversationMessagesCache()
+members = ConversationMembersCache()
+
+
+def is_participant(conversation_id: int, user_id: int) -> bool:
+    """Whether the user is in the conversation: the cached member set, the database behind it (a
+    removed participant's "yes" ends at the removal's commit; chat/cache.py has the bounds)."""
+    return members.is_member(conversation_id, user_id)
+
+
+def participant_ids(conversation_id: int) -> list[int]:
+    return members.members(conversation_id)
 
 
 def message_page(conversation_id: int, before: int | None, limit: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from chat import broadcast
+from chat import broadcast, selectors
 from chat.models import Conversation, Message, Participant
 from chat.payloads import message_payload
 from core.errors import Forbidden, InvalidInput, NotFound
@@ -74,10 +74,12 @@ def create_conversation(creator, participant_ids: Iterable[int], title: str = ""
 def send_message(sender, conversation_id: int, body: object) -> Message:
     """Save a message from a participant; its event updates the cache once the transaction commits."""
     body = validate_body(body)
-    # The membership check and the insert share no transaction: a participant who leaves meanwhile
-    # may land one last message, which is no more than they could have sent a moment earlier.
-    # (Unread counts never include one's own messages, so the sender's read marker stays put.)
-    if not Participant.objects.filter(conversation_id=conversation_id, user_id=sender.pk).exists():
+    # Membership from the cached member set (no SELECT; a removed participant's "yes" ends at the
+    # removal's commit: chat/cache.py has the bounds). The check and the insert share no
+    # transaction: a participant who leaves meanwhile may land one last message, which is no more
+    # than they could have sent a moment earlier. (Unread counts never include one's own
+    # messages, so the sender's read marker stays put.)
+    if not selectors.is_participant(conversation_id, sender.pk):
         raise ConversationNotFound(f"conversation {conversation_id} not found")
     # No transaction.atomic() here: the create is atomic on its own (one statement on PostgreSQL,
     # one round trip, or the model's own atomic save), and the broadcast's on_commit then runs right

@@ -7,7 +7,7 @@ event does to the cache lives in chat/handlers.py.
 
 from django.db.models.signals import post_delete, post_save
 
-from chat import events
+from chat import broadcast, events
 from chat.models import Conversation, Message, Participant
 from chat.payloads import message_payload
 from core.events import publish
@@ -33,6 +33,7 @@ def message_deleted(*, instance: Message, using: str, **kwargs) -> None:
 
 def participant_deleted(*, instance: Participant, using: str, **kwargs) -> None:
     publish(events.participant_removed(instance.conversation_id, instance.user_id), events.DOMAIN, using)
+    broadcast.participant_removed(instance.conversation_id, instance.user_id, using)
 
 
 RECEIVERS = [

@@ -141,3 +141,26 @@ def test_throttles_let_requests_through_when_redis_is_down(settings, unused_port
     finally:
         breaker.reset()
     assert codes == [200, 200, 200]
+
+
+def test_chat_frames_are_counted_per_user_in_a_sliding_window(settings):
+    from accounts import throttles
+
+    settings.THROTTLE_WS_MESSAGE_RATE = "3/2s"
+    assert [throttles.allow_frame(7) for _ in range(3)] == [(True, 0)] * 3
+    allowed, retry_after = throttles.allow_frame(7)
+    assert not allowed
+    assert 1 <= retry_after <= 2
+    assert throttles.allow_frame(8) == (True, 0)  # per user
+    time.sleep(2.1)
+    assert throttles.allow_frame(7) == (True, 0)
+
+
+def test_chat_frames_go_through_when_redis_is_down(settings, unused_port, monkeypatch):
+    from accounts import throttles
+    from core.caching import GuardedRedis, RedisBreaker
+    from tests.test_caching_degradation import settings_client
+
+    settings.THROTTLE_WS_MESSAGE_RATE = "1/m"
+    monkeypatch.setattr(throttles, "_frame_guard", GuardedRedis(settings_client(unused_port), RedisBreaker()))
+    assert [throttles.allow_frame(7) for _ in range(3)] == [(True, 0)] * 3

@@ -405,6 +405,12 @@ THROTTLE_WS_MESSAGE_RATE = env_str("THROTTLE_WS_MESSAGE_RATE", "60/m")  # chat f
 # --- API and chat ---------------------------------------------------------------------------
 API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 50)
 CHAT_MESSAGE_MAX_LENGTH = env_int("CHAT_MESSAGE_MAX_LENGTH", 4000)
+# A conversation's cached member set lives this long at most (chat/cache.py): the bound on a removed
+# participant's access when every invalidation failed (normally it ends at the removal's commit).
+CHAT_MEMBERS_TTL_SECONDS = env_float("CHAT_MEMBERS_TTL_SECONDS", 300.0)
+# How often an open chat socket asks again whether its user is still in the conversation (on its next
+# frame or delivery), whether or not the removal's close reached it.
+CHAT_MEMBERSHIP_RECHECK_SECONDS = env_float("CHAT_MEMBERSHIP_RECHECK_SECONDS", 10.0)
 POST_BODY_MAX_LENGTH = env_int("POST_BODY_MAX_LENGTH", 5000)
 
 # --- Observability --------------------------------------------------------------------------
