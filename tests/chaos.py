@@ -63,6 +63,9 @@ def start_drivers(processes, ops: int, threads: int = 3) -> list[subprocess.Pope
     ]
 
 
+_PROGRESS = re.compile(r"PROGRESS (\d+)")
+
+
 def driver_progress(processes, ops: int) -> int:
     """Operations done by all drivers (a finished driver counts as all of its share)."""
     total = 0
@@ -71,7 +74,9 @@ def driver_progress(processes, ops: int) -> int:
         if any(line.startswith("DONE") for line in lines):
             total += ops // DRIVERS
             continue
-        counts = [int(line.split()[1]) for line in lines if line.startswith("PROGRESS")]
+        # Whole lines only: a line another process's log write tore is skipped (a 1,000,000-op soak
+        # died on "PROGRESS 319000" run into a log line's timestamp).
+        counts = [int(m.group(1)) for m in map(_PROGRESS.fullmatch, lines) if m]
         total += counts[-1] if counts else 0
     return total
 

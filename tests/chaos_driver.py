@@ -220,7 +220,9 @@ class Workload:
                 with self.lock:
                     self.done += 1
                     if self.done % 500 == 0:
-                        print(f"PROGRESS {self.done}", flush=True)
+                        # One write per line: the log's other writers share the file.
+                        sys.stdout.write(f"PROGRESS {self.done}\n")
+                        sys.stdout.flush()
         finally:
             connections.close_all()
 
