@@ -1,7 +1,8 @@
 """The outbox relay deletes rows only once a replica has what vouches for them (`WAIT 1`), on a
-private 3+3 cluster: with the stream's replica in sync it sends and deletes; with that replica
-stopped (SIGSTOP: it acknowledges nothing) the rows stay, marked, and once it is back the next pass
-deletes them without sending them twice. Real Redis processes, no mocks.
+private 3+3 cluster and on one Redis while a replica is connected: with the stream's replica in
+sync it sends and deletes; with that replica stopped (SIGSTOP: it acknowledges nothing) the rows
+stay, marked, and once it is back the next pass deletes them without sending them twice. Real
+Redis processes, no mocks.
 """
 
 import contextlib
@@ -13,10 +14,12 @@ import redis
 
 from core.connections import events_client
 from core.events import relay_pass
-from core.events.outbox import fence_key, record, sent_key
+from core.events.outbox import fence_key, record, replica_wait_ms, sent_key
 from core.events.streams import domain_streams
 from core.models import OutboxEvent
 from tests.clusters import PrivateCluster
+from tests.polling import eventually
+from tests.subprocesses import PrivateRedis, free_port
 
 pytestmark = pytest.mark.standalone_only  # it builds its own cluster to stop a replica of
 
@@ -114,3 +117,33 @@ def test_other_partitions_are_deleted_while_one_waits_for_its_replica(on_cluster
     assert on_cluster.xlen(others[0]) == len(kept_apart)
     assert relay_pass(min_age_seconds=0) == (0, True)
     assert not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_on_one_redis_the_relay_confirms_only_while_a_replica_is_connected(settings, tmp_path):
+    master, replica = PrivateRedis(free_port(), tmp_path), PrivateRedis(free_port(), tmp_path)
+    master.start()
+    replica.start()
+    try:
+        settings.REDIS_CLUSTER = False
+        settings.EVENTS_REDIS_URL = f"redis://127.0.0.1:{master.port}/0"
+        settings.EVENTS_REPLICA_WAIT_MS = 100
+        client = events_client()
+        stream = domain_streams("feed")[0]
+        assert replica_wait_ms(client) == 0  # no replica: nothing a promotion could lose
+        replica.client().replicaof("127.0.0.1", master.port)
+        eventually(lambda: master.client().info("replication").get("slave0", {}).get("state") == "online")
+        assert replica_wait_ms(client) == 100
+        ids = _rows(stream, 2)
+        replica.process.send_signal(signal.SIGSTOP)
+        try:
+            assert relay_pass(min_age_seconds=0) == (2, True)
+            assert sorted(OutboxEvent.objects.values_list("pk", flat=True)) == ids
+        finally:
+            replica.process.send_signal(signal.SIGCONT)
+        assert relay_pass(min_age_seconds=0) == (0, True)
+        assert not OutboxEvent.objects.exists()
+        assert client.xlen(stream) == 2
+    finally:
+        replica.stop()
+        master.stop()

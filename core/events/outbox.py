@@ -68,7 +68,11 @@ def replica_wait_ms(client: redis.Redis) -> int:
     timeout = min(settings.EVENTS_REPLICA_WAIT_MS, int(settings.REDIS_SOCKET_TIMEOUT * 500))
     if not timeout or isinstance(client, RedisCluster):
         return timeout
-    return timeout if int(client.info("replication").get("connected_slaves") or 0) else 0
+    try:
+        replicas = int(client.info("replication").get("connected_slaves") or 0)
+    except redis.ResponseError:  # INFO renamed away (some managed Redis): cannot tell, as before
+        return 0
+    return timeout if replicas else 0
 
 
 def _by_stream(marks: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
