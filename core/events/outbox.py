@@ -137,9 +137,9 @@ def relay_pass(
     max_seconds: float | None = None,
     apply_effects: bool = False,
 ) -> tuple[int, bool]:
-    """The relay: `(events sent, drained)`, drained meaning no eligible row was left when it stopped,
-    or the rows left wait for a replica to confirm them (it stops at the first batch that kept any:
-    the next pass confirms again; module docstring).
+    """The relay: `(events sent, drained)`, drained meaning no eligible row was left when it stopped
+    but those waiting for a replica to confirm them (kept, marked: the next pass confirms again;
+    module docstring). One pass takes each row once, in id order.
 
     Rows younger than the age are normally being sent by their own commit. Each batch runs in one
     transaction and locks its rows with SKIP LOCKED (PostgreSQL), so concurrent relays never send a
@@ -159,6 +159,7 @@ def relay_pass(
     client = events_client()
     total = batches = 0
     wait_ms = None
+    after = 0  # the last id this pass took: rows it kept are not taken again in the same pass
     while max_batches is None or batches < max_batches:
         if deadline is not None and batches and time.monotonic() >= deadline:
             return total, False
@@ -168,7 +169,7 @@ def relay_pass(
             rows = list(
                 OutboxEvent.objects.using(using)
                 .select_for_update(skip_locked=True)
-                .filter(created_at__lte=cutoff)
+                .filter(created_at__lte=cutoff, pk__gt=after)
                 .order_by("id")[:size]
             )
             if not rows:
@@ -184,6 +185,7 @@ def relay_pass(
                     _send_rows(unsent, apply_effects)
                 done = rows
             OutboxEvent.objects.using(using).filter(pk__in=[row.pk for row in done]).delete()
+            after = rows[-1].pk
         unmark_sent(client, [(row.stream, row.pk) for row in done])  # the marks it consumed
         total += len(unsent)
         if unsent:
@@ -195,7 +197,6 @@ def relay_pass(
                 len(rows) - len(done),
                 wait_ms,
             )
-            return total, True
         if len(rows) < size:
             return total, True
     return total, False
@@ -258,11 +259,23 @@ def _send_rows(rows: Sequence, apply_effects: bool, queue_marks=None, confirm_ms
     return delivery.marks_replicated or []
 
 
-def outbox_rows_before(moment, using: str = DEFAULT_DB_ALIAS) -> bool:
-    """Are there outbox rows (sent or not) recorded before `moment`? Locked rows count."""
+def outbox_rows_before(moment, using: str = DEFAULT_DB_ALIAS, limit: int = 1000) -> bool:
+    """Are there outbox rows recorded before `moment` whose events are not marked sent (in their
+    streams, their effects applied with them)? Locked rows count: a relay marks what it sent. Rows
+    kept only for a replica's confirmation do not. More than `limit` rows: yes."""
     from core.models import OutboxEvent  # see record()
 
-    return OutboxEvent.objects.using(using).filter(created_at__lte=moment).exists()
+    rows = list(
+        OutboxEvent.objects.using(using)
+        .filter(created_at__lte=moment)
+        .order_by("id")
+        .values_list("id", "stream")[:limit]
+    )
+    if not rows:
+        return False
+    if len(rows) == limit:
+        return True
+    return not all(_marked(events_client(), rows))
 
 
 def outbox_backlog(using: str = DEFAULT_DB_ALIAS, limit: int = 100_000) -> int:
