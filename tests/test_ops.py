@@ -73,7 +73,7 @@ def _lost_cluster_client(tmp_path, port: int):
         check=True,
     )  # fmt: skip
     node = redis.Redis(port=port, socket_connect_timeout=0.5)
-    eventually(lambda: node.ping())
+    eventually(lambda: _answers(node), timeout=30)
     node.execute_command("CLUSTER ADDSLOTSRANGE", 0, 16383)
     eventually(lambda: node.cluster("info")["cluster_state"] == "ok")
     client = ClusterRedis(
