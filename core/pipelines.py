@@ -17,6 +17,11 @@ ours. Executing it:
   raised, no second wait); what is still redirected then, and every ASK/TRYAGAIN (a slot
   mid-migration), goes alone through the cluster client, which follows redirections.
 
+`confirm_replicas(n, timeout_ms)` also queues a `WAIT n timeout_ms` after each node's commands, in the
+same pipeline (so on the connection that sent them), and `batch.replicated` then says, per command,
+whether its node reported at least `n` replicas having everything up to that point (a command sent
+again through the cluster client, or whose node failed, is not confirmed).
+
 Results come back in queued order, as a pipeline's do. Connection errors propagate: the caller
 counts none of the batch as done (the consumer acknowledges none of its events; what did reach
 Redis is applied again on redelivery, harmlessly).
@@ -60,6 +65,8 @@ class Batch(CoreCommands):
         self.cluster = isinstance(client, RedisCluster)
         self.commands: list[tuple[tuple, dict]] = []
         self._pipe = None if self.cluster else redis.Redis.pipeline(client, transaction=False)
+        self._wait: tuple[int, int] | None = None
+        self.replicated: list[bool] = []
 
     def __len__(self) -> int:
         return len(self.commands)
@@ -82,8 +89,14 @@ class Batch(CoreCommands):
             self._pipe.execute_command(*args, **options)
         return self
 
+    def confirm_replicas(self, numreplicas: int, timeout_ms: int) -> None:
+        """At `execute()`: a WAIT after each node's commands; `self.replicated` says per command
+        whether its node's WAIT reported `numreplicas` or more (module docstring)."""
+        self._wait = (numreplicas, timeout_ms)
+
     def reset(self) -> None:
         self.commands = []
+        self._wait = None
         if self._pipe is not None:
             self._pipe.reset()
 
@@ -91,16 +104,22 @@ class Batch(CoreCommands):
         """Send everything queued; the results in queued order (errors in place when
         `raise_on_error` is false, else the first one raised). The batch is empty afterwards."""
         commands, self.commands = self.commands, []
+        wait, self._wait = self._wait, None
+        self.replicated = [False] * len(commands)
         if not commands:
             return []
         if self.cluster:
-            results = _execute_on_cluster(self.client, commands)
+            results = _execute_on_cluster(self.client, commands, wait, self.replicated)
         else:
             pipe, self._pipe = self._pipe, redis.Redis.pipeline(self.client, transaction=False)
+            if wait is not None:
+                pipe.execute_command("WAIT", *wait)
             results = pipe.execute(raise_on_error=False)
             if any(isinstance(result, NoScriptError) for result in results):
                 load_known_scripts(self.client)
-                results = _run_pipeline(self.client, commands)
+                results = _run_pipeline(self.client, commands, wait)
+            if wait is not None:
+                self.replicated = [_enough(results.pop(), wait)] * len(commands)
         if raise_on_error:
             for result in results:
                 if isinstance(result, Exception):
@@ -135,11 +154,21 @@ def routing_key(args: Sequence) -> Any:
     return args[1] if len(args) > 1 else None
 
 
-def _run_pipeline(client: redis.Redis, commands: Sequence[tuple[tuple, dict]]) -> list:
+def _run_pipeline(
+    client: redis.Redis, commands: Sequence[tuple[tuple, dict]], wait: tuple[int, int] | None = None
+) -> list:
+    """The commands in one pipeline, then `WAIT *wait` if given (its answer last)."""
     pipe = redis.Redis.pipeline(client, transaction=False)
     for args, options in commands:
         pipe.execute_command(*args, **options)
+    if wait is not None:
+        pipe.execute_command("WAIT", *wait)
     return pipe.execute(raise_on_error=False)
+
+
+def _enough(answer: Any, wait: tuple[int, int]) -> bool:
+    """Did WAIT's answer report at least the replicas asked for (an error: no)?"""
+    return isinstance(answer, int) and answer >= wait[0]
 
 
 # Per cluster client, slot -> the primary its commands went to (from the client's slot map, looked
@@ -149,20 +178,27 @@ def _run_pipeline(client: redis.Redis, commands: Sequence[tuple[tuple, dict]]) -
 _slot_owners: "weakref.WeakKeyDictionary[RedisCluster, dict[int, Any]]" = weakref.WeakKeyDictionary()
 
 
-def _execute_on_cluster(client: RedisCluster, commands: list[tuple[tuple, dict]]) -> list:
+def _execute_on_cluster(
+    client: RedisCluster,
+    commands: list[tuple[tuple, dict]],
+    wait: tuple[int, int] | None = None,
+    replicated: list[bool] | None = None,
+) -> list:
     results: list = [None] * len(commands)
     failed: dict[str, Exception] = {}
-    redo = _send_per_node(client, commands, range(len(commands)), results, failed)
+    replicated = [False] * len(commands) if replicated is None else replicated
+    redo = _send_per_node(client, commands, range(len(commands)), results, failed, wait, replicated)
     if not redo:
         return results
     _slot_owners.pop(client, None)  # some owner we remembered was wrong, or failed
     if not any(_needs_client(results[index]) for index in redo):
         # MOVED, CLUSTERDOWN or a node that did not answer: the slot map is out of date.
         _refresh_slot_map(client)
-        redo = _send_per_node(client, commands, redo, results, failed)
+        redo = _send_per_node(client, commands, redo, results, failed, wait, replicated)
     # One by one, in queued order (per-key order holds: a key's commands share their slot, and
     # the slot's redirected ones are all here).
     for index in redo:
+        replicated[index] = False  # not on a connection a WAIT of ours followed
         results[index] = _direct(client, *commands[index])
     return results
 
@@ -180,12 +216,15 @@ def _send_per_node(
     indexes: Sequence[int],
     results: list,
     failed: dict[str, Exception],
+    wait: tuple[int, int] | None = None,
+    replicated: list[bool] | None = None,
 ) -> list[int]:
     """Send `commands[i]` for each i in `indexes`, one pipeline per primary, answers into
     `results[i]`. Returns, in queued order, the indexes to send again: redirected, or their node
     failed to answer (their result is then the connection error; the node goes into `failed`).
     A command whose owner is in `failed` already raises that node's error: the slot map still
-    names a node that did not answer, so it cannot be applied now (no second wait for it)."""
+    names a node that did not answer, so it cannot be applied now (no second wait for it).
+    With `wait`, each node's pipeline ends with that WAIT and `replicated[i]` gets its verdict."""
     groups: dict[str, list[int]] = {}
     nodes: dict[str, Any] = {}
     owners = _slot_owners.get(client)
@@ -214,10 +253,10 @@ def _send_per_node(
         node_client = client.get_redis_connection(nodes[name])
         group = [commands[index] for index in positions]
         try:
-            answers = _run_pipeline(node_client, group)
+            answers = _run_pipeline(node_client, group, wait)
             if any(isinstance(answer, NoScriptError) for answer in answers):
                 load_known_scripts(node_client)
-                answers = _run_pipeline(node_client, group)
+                answers = _run_pipeline(node_client, group, wait)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             logger.warning(
                 "cluster node %s failed on a batch of %d (%s): sending again", name, len(group), exc
@@ -227,6 +266,11 @@ def _send_per_node(
                 results[index] = exc
             redo.extend(positions)
             continue
+        if wait is not None:
+            confirmed = _enough(answers.pop(), wait)
+            if replicated is not None:
+                for index in positions:
+                    replicated[index] = confirmed
         for index, answer in zip(positions, answers, strict=True):
             results[index] = answer
             if isinstance(answer, _REDIRECTED):

@@ -1,10 +1,11 @@
 """The start-up check of the two Redis roles, and what /api/health reports about them.
 
 The events server (EVENTS_REDIS_URL) holds durable state: streams, consumer groups, dead letters,
-consumer heartbeats, outbox sent marks, namespace epochs. An evicting `maxmemory-policy` (anything but `noeviction`;
-the `volatile-*` ones too, since the marks and heartbeats carry TTLs) would drop them under memory
-pressure, so the web process and the worker **refuse to start** (ImproperlyConfigured) unless
-EVENTS_REDIS_ALLOW_EVICTION is set, which turns the refusal into a loud warning.
+consumer heartbeats, outbox sent marks, namespace epochs. An evicting `maxmemory-policy` (anything
+but `noeviction`; the `volatile-*` ones too, since the marks and heartbeats carry TTLs) would drop
+them under memory pressure, so the web process and the worker **refuse to start**
+(ImproperlyConfigured) unless EVENTS_REDIS_ALLOW_EVICTION is set, which turns the refusal into a
+loud warning.
 The cache (REDIS_URL) may evict; without any `maxmemory` it grows without bound, which only
 **warns** (a cache that fills the machine is an operations problem, not a correctness one).
 A server that cannot be asked (down at start, or CONFIG and INFO both disabled) is a warning: the
@@ -19,7 +20,7 @@ import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from core.connections import cache_client, events_client, roles_shared
+from core.connections import UNAVAILABLE, cache_client, events_client, roles_shared
 
 logger = logging.getLogger("core.redis_roles")
 
@@ -31,7 +32,7 @@ def describe(client: redis.Redis) -> dict[str, Any]:
     from (`CONFIG GET`, else `INFO memory` when CONFIG is disabled, as on some managed Redis)."""
     try:
         client.ping()
-    except redis.RedisError as exc:
+    except (redis.RedisError, *UNAVAILABLE) as exc:
         return {"reachable": False, "error": f"{type(exc).__name__}: {exc}"}
     try:
         config = client.config_get("maxmemory*")

@@ -7,7 +7,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from core.connections import cache_client, events_client
+from core.connections import UNAVAILABLE, cache_client, events_client
 from core.events import all_streams
 from core.events.streams import consumer_heartbeats, partition_count
 from core.redis_roles import roles_report
@@ -48,14 +48,14 @@ def health_report() -> tuple[dict[str, Any], bool]:
     try:
         client.ping()
         report["redis"] = "ok"
-    except redis.RedisError as exc:
+    except (redis.RedisError, *UNAVAILABLE) as exc:
         report["redis"] = f"error: {exc}"
     events = events_client()
     try:
         events.ping()
         report["events_redis"] = "ok"
         report.update(pipeline_state(events))
-    except redis.RedisError as exc:
+    except (redis.RedisError, *UNAVAILABLE) as exc:  # a cluster that lost every node: not a RedisError
         report["events_redis"] = f"error: {exc}"
     report["redis_roles"] = roles_report(client, events)
     problems = [part for part in ("database", "redis", "events_redis") if report[part] != "ok"]

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from core.caching import stats
-from core.connections import events_client
+from core.connections import UNAVAILABLE, events_client
 from core.events import all_streams, dead_letter_stream, outbox_backlog
 from ops.access import ops_only
 
@@ -56,7 +56,7 @@ class PipelineCollector:
                     pending.add_metric([stream, name], group["pending"])
                     consumers.add_metric([stream, name], group["consumers"])
             dead.add_metric([], client.xlen(dead_letter_stream()))
-        except redis.RedisError:
+        except (redis.RedisError, *UNAVAILABLE):  # a cluster that lost every node: not a RedisError
             pass  # Redis down: the gauges are absent; /api/health says why
         outbox.add_metric([], outbox_backlog())
         yield from (length, lag, pending, consumers, dead, outbox)

@@ -4,13 +4,12 @@ replica promoted: MOVED from the old master) followed without losing or reorderi
 the consumer on top of it: a failing effect is retried and dead-lettered, and nothing whose effects
 did not reach Redis is acknowledged.
 
-Each module run starts a private 6-node cluster (`scripts/redis-cluster`, 3 masters + 3 replicas) on
-free loopback ports, since the tests move slots and fail masters over; it is stopped after. Evidence
-of routing comes from the servers themselves (INFO commandstats / errorstats), not from the client.
+Each module run starts a private 6-node cluster (`tests.clusters.PrivateCluster`, 3 masters + 3
+replicas) on free loopback ports, since the tests move slots and fail masters over; it is stopped
+after. Evidence of routing comes from the servers themselves (INFO commandstats / errorstats), not
+from the client.
 """
 
-import os
-import subprocess
 import time
 
 import pytest
@@ -24,7 +23,7 @@ from core.caching.scripts import LuaScript
 from core.connections import ClusterRedis
 from core.events import Event, EventHandler, HandlerRegistry, dead_letter_stream
 from core.events.streams import EVENT_FIELD, domain_streams, partition_of
-from tests.subprocesses import ROOT, free_port
+from tests.clusters import PrivateCluster
 from workers.consumer import StreamConsumer
 
 pytestmark = pytest.mark.standalone_only  # it builds its own cluster; make test-cluster has one already
@@ -33,27 +32,6 @@ pytestmark = pytest.mark.standalone_only  # it builds its own cluster; make test
 SET_GET = LuaScript(
     "pipelines_test_set_get", "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
 )
-
-
-def _free_port_base(count: int = 6) -> int:
-    """A base with `count` free loopback ports above it, and their cluster bus ports (+10000)."""
-    import socket
-
-    def free(port: int) -> bool:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-            return True
-
-    for _ in range(50):
-        base = free_port()
-        if base + count + 10000 <= 65535 and all(
-            free(port) for offset in (0, 10000) for port in range(base + offset, base + offset + count)
-        ):
-            return base
-    raise RuntimeError("no free run of ports for a private cluster")
 
 
 def _until(condition, what: str, timeout: float = 30.0):
@@ -68,29 +46,12 @@ def _until(condition, what: str, timeout: float = 30.0):
 
 @pytest.fixture(scope="module")
 def cluster_ports(tmp_path_factory):
-    base = _free_port_base()
-    env = {
-        **os.environ,
-        "REDIS_CLUSTER_PORT_BASE": str(base),
-        "REDIS_CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster")),
-    }
-    script = str(ROOT / "scripts" / "redis-cluster")
-    subprocess.run([script, "start"], env=env, check=True, timeout=120)
-    ports = list(range(base, base + 6))
+    """The ports of a private 3+3 cluster (`tests.clusters.PrivateCluster`), replicas in sync."""
+    private = PrivateCluster(tmp_path_factory.mktemp("cluster")).start()
     try:
-
-        def replicas_online() -> bool:
-            infos = [redis.Redis(port=port).info("replication") for port in ports]
-            masters = [info for info in infos if info["role"] == "master"]
-            return len(masters) == 3 and all(
-                info.get("connected_slaves") == 1 and info.get("slave0", {}).get("state") == "online"
-                for info in masters
-            )
-
-        _until(replicas_online, "the private cluster's replicas came online", timeout=60)
-        yield ports
+        yield list(private.ports)
     finally:
-        subprocess.run([script, "stop"], env=env, check=False, timeout=60)
+        private.stop()
 
 
 @pytest.fixture

@@ -293,6 +293,11 @@ EVENTS_ONE_STATEMENT_CREATE = env_bool("EVENTS_ONE_STATEMENT_CREATE", True)
 # The relay republishes outbox rows older than this (younger ones are being flushed on commit).
 EVENTS_OUTBOX_RELAY_AGE_SECONDS = env_float("EVENTS_OUTBOX_RELAY_AGE_SECONDS", 5.0)
 EVENTS_OUTBOX_RELAY_BATCH = env_int("EVENTS_OUTBOX_RELAY_BATCH", 500)
+# Before deleting outbox rows on a Redis with replicas (a cluster; one Redis with replicas
+# connected), the relay waits this long per node for one replica to confirm (WAIT 1 <ms>); rows no
+# replica confirmed stay for the next pass. 0: no confirmation (replication loss can lose events).
+# At most half of REDIS_SOCKET_TIMEOUT is used (the answer must beat the socket's read timeout).
+EVENTS_REPLICA_WAIT_MS = env_int("EVENTS_REPLICA_WAIT_MS", 100)
 # Every worker's stream consumer relays the outbox this often (and at once after its Redis came
 # back), draining until the backlog is empty: delivery needs no beat.
 EVENTS_RELAY_INTERVAL_SECONDS = env_float("EVENTS_RELAY_INTERVAL_SECONDS", 5.0)

@@ -28,6 +28,8 @@ class Delivery:
     xadds: list
     effects: Applied | None
     effects_error: Exception | None = None
+    # With `confirm_ms`: per command `queue_marks` queued, whether a replica confirmed it (WAIT).
+    marks_replicated: list[bool] | None = None
 
     def refused(self) -> list[int]:
         """Indexes of the entries whose XADD Redis refused."""
@@ -40,9 +42,12 @@ def deliver(
     marks: Sequence = (),
     handlers: HandlerRegistry = registry,
     queue_marks=None,
+    confirm_ms: int | None = None,
 ) -> Delivery:
     """XADD each `(stream, payload)`; queue `marks` with `queue_marks(pipe, marks)`; apply the
     direct effects of `events` (those with a handler), in one or two round trips (module docstring).
+    `confirm_ms`: end each events node's pipeline with `WAIT 1 confirm_ms` (`Batch.confirm_replicas`)
+    and report in `marks_replicated` which of the marks' commands a replica has.
 
     Raises redis.ConnectionError / TimeoutError when the events round trip failed: then nothing is
     known to be sent (an XADD may have landed; delivery is at least once). Never raises for the
@@ -61,8 +66,12 @@ def deliver(
         )
     if marks and queue_marks is not None:
         queue_marks(events_pipe, marks)
+    if confirm_ms:
+        events_pipe.confirm_replicas(1, confirm_ms)
     results = events_pipe.execute(raise_on_error=False)
     delivery = Delivery(results[first : first + len(entries)], effects)
+    if confirm_ms:
+        delivery.marks_replicated = events_pipe.replicated[first + len(entries) :]
     if shared:
         if effects is not None:
             effects.collect(results)
