@@ -72,6 +72,9 @@ _OPS = os.environ.get("CHAOS_OPS")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(int(os.environ.get("CHAOS_TIMEOUT", 1200 + int(_OPS or 0) // 50))),
+    # Its faults are a standalone server's (kill -9 and AOF reload, maxmemory eviction) on private
+    # redis-servers it starts; the cluster's chaos test kills a master instead.
+    pytest.mark.standalone_only(reason="kills, evicts and reloads its own standalone redis-servers"),
 ]
 
 CACHE_MAXMEMORY = "8mb"
