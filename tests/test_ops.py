@@ -10,6 +10,7 @@ from django.test import Client
 from redis.exceptions import RedisClusterException
 
 from feed.cache import PostDetailCache
+from tests.clusters import free_port_bases
 from tests.factories import make_post
 from tests.polling import eventually
 
@@ -92,14 +93,13 @@ def _answers(node: redis.Redis) -> bool:
         return False
 
 
-def test_health_and_metrics_answer_when_a_cluster_lost_every_node(
-    transactional_db, monkeypatch, tmp_path, unused_port
-):
+def test_health_and_metrics_answer_when_a_cluster_lost_every_node(transactional_db, monkeypatch, tmp_path):
     import core.events.outbox
     import ops.health
     import ops.metrics
 
-    lost = _lost_cluster_client(tmp_path, unused_port)
+    # A port whose cluster bus port (+10000) is free and valid: an ephemeral port may be above 55535.
+    lost = _lost_cluster_client(tmp_path, next(free_port_bases(count=1)))
     with pytest.raises(RedisClusterException):  # what the endpoints must absorb
         lost.xlen("x")
     for module in (ops.health, ops.metrics, core.events.outbox):
