@@ -250,7 +250,7 @@ class VersionedModel(PublishingModel):
         """Django's UPDATE of the row (private to Django, checked on core.checks.TESTED_DJANGO), with
         `version = version + 1 ... RETURNING version` where the database supports it. No row: the
         save goes on to an INSERT, as a first version."""
-        if not _update_returns(using) or self._meta.select_on_save:
+        if not values or not _update_returns(using) or self._meta.select_on_save:
             return super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
         field = self._meta.get_field("version")
         values = [(f, model, F(field.attname) + 1 if f is field else value) for f, model, value in values]
