@@ -57,8 +57,10 @@ class PrivateRedis:
         aof: bool = False,
         maxmemory: str | None = None,
         policy: str = "noeviction",
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.port, self.aof, self.maxmemory, self.policy = port, aof, maxmemory, policy
+        self.extra = extra  # more redis-server options, e.g. ("--rename-command", "CONFIG", '""')
         self.workdir = workdir / f"redis-{port}" if aof else workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen | None = None
@@ -81,6 +83,7 @@ class PrivateRedis:
                 *memory,
                 "--dir",
                 str(self.workdir),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -114,6 +117,10 @@ class PrivateRedis:
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
 
 
 class Processes:

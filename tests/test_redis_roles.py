@@ -3,8 +3,6 @@ the durable state. Real redis-server processes of this test's own, configured th
 deployment runs them (docker-compose.yml), or wrongly."""
 
 import logging
-import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +19,7 @@ from core.events.recovery import recovery
 from core.redis_roles import check_redis_roles, describe
 from feed.cache import PostDetailCache
 from tests.factories import make_post
-from tests.polling import eventually
-from tests.subprocesses import database_url
+from tests.subprocesses import PrivateRedis, database_url, free_port
 from workers.consumer import StreamConsumer
 
 pytestmark = pytest.mark.standalone_only(
@@ -33,60 +30,18 @@ ROOT = Path(__file__).resolve().parent.parent
 details = PostDetailCache()
 
 
-class Server:
-    def __init__(self, workdir: Path, *args: str) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server must be on PATH"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--dir",
-                str(workdir),
-                *args,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        self.client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        eventually(self._answers, timeout=10)
-
-    def _answers(self) -> bool:
-        try:
-            return self.client.ping()
-        except redis.RedisError:
-            return False
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def events_server(tmp_path):
-    server = Server(
-        tmp_path, "--maxmemory-policy", "noeviction", "--appendonly", "yes", "--appendfsync", "everysec"
-    )
+    server = PrivateRedis(free_port(), tmp_path, aof=True, policy="noeviction")
+    server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
 def evicting_server(tmp_path):
-    server = Server(
-        tmp_path, "--maxmemory", "20mb", "--maxmemory-policy", "allkeys-lru", "--appendonly", "no"
-    )
+    server = PrivateRedis(free_port(), tmp_path, maxmemory="20mb", policy="allkeys-lru")
+    server.start()
     yield server
     server.stop()
 
@@ -129,11 +84,14 @@ def test_an_unreachable_events_redis_only_warns(settings, unused_port, caplog):
 
 
 def test_with_config_disabled_the_policy_is_read_from_info(tmp_path):
-    server = Server(tmp_path, "--maxmemory-policy", "allkeys-lru", "--rename-command", "CONFIG", '""')
+    server = PrivateRedis(
+        free_port(), tmp_path, extra=("--maxmemory-policy", "allkeys-lru", "--rename-command", "CONFIG", '""')
+    )
+    server.start()
     try:
         with pytest.raises(redis.ResponseError):
-            server.client.config_get("maxmemory")
-        found = describe(server.client)
+            server.client().config_get("maxmemory")
+        found = describe(server.client())
     finally:
         server.stop()
     assert found["maxmemory_policy"] == "allkeys-lru"
@@ -167,7 +125,7 @@ def test_events_go_to_the_events_server_and_effects_to_the_cache(
     settings.EVENTS_REDIS_URL = events_server.url
     settings.EVENTS_APPLY_ON_COMMIT = True
     post = make_post(body="v1")
-    events = events_server.client
+    events = events_server.client()
     assert events.xlen(stream_name("feed")) == 1
     assert redis_client.exists(stream_name("feed")) == 0, "no stream on the cache server"
     assert outbox_backlog() == 0, "the sent mark is on the events server"
@@ -195,7 +153,7 @@ def test_namespace_epochs_live_on_the_events_server_and_survive_the_cache_evicti
     old_key = keys.build("item", 1)
     redis_client.set(old_key, b"before the bump", ex=60)
     assert CacheManager().bump_namespace("things") == 1
-    assert events_server.client.get(epoch_key("things")) == b"1"
+    assert events_server.client().get(epoch_key("things")) == b"1"
     assert not redis_client.exists(epoch_key("things")), "nothing of it on the evictable cache"
     redis_client.flushdb()  # the cache loses everything it holds (eviction at its worst)
     redis_client.set(old_key, b"before the bump", ex=60)  # a bumped-away key outliving it
@@ -214,7 +172,7 @@ def test_a_cache_failure_does_not_unsend_the_events(
     dead = redis.Redis(port=unused_port, socket_connect_timeout=0.05, socket_timeout=0.05)
     monkeypatch.setattr(roundtrip, "cache_client", lambda: dead)
     make_post(body="sent though the cache was away")
-    assert events_server.client.xlen(stream_name("feed")) == 1
+    assert events_server.client().xlen(stream_name("feed")) == 1
     assert outbox_backlog() == 0
     assert recovery.recovering, "its effects are missing: this process reads from the database for now"
 
