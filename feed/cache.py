@@ -10,7 +10,7 @@ stamp instead (UserFeedCache).
 """
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +99,15 @@ class ReactionCountsCache(CacheAsideStrategy, WriteThroughCacheStrategy):
         self.queue_update_if_newer(pipe, self.counts_key(stats["post_id"]), stats)
 
     def get_many_counts(
-        self, post_ids: list[int], loader: Callable[[list[int]], dict[int, dict]]
+        self,
+        post_ids: list[int],
+        loader: Callable[[list[int]], dict[int, dict]],
+        read: Mapping[int, bytes | None] | None = None,
     ) -> dict[int, dict | None]:
-        """{post_id: counts or None (missing or deleted)}: one round trip when all are cached;
-        the misses loaded by one `loader(ids)` call and filled under leases."""
-        return self.get_many_or_load(self.counts_keys(post_ids), loader)
+        """{post_id: counts or None (missing or deleted)}: one round trip when all are cached (none
+        when `read` holds them all: bytes the caller read with its own keys); the misses loaded by
+        one `loader(ids)` call and filled under leases."""
+        return self.get_many_or_load(self.counts_keys(post_ids), loader, read=read)
 
     def queue_deleted(self, pipe: redis.client.Pipeline, post_id: int) -> None:
         self.queue_tombstone(pipe, self.counts_key(post_id))
@@ -226,19 +230,33 @@ class UserFeedCache(CacheAsideStrategy):
         self.queue_set(pipe, self.page_key(user_id, page, size), self.page_value(stamp, items))
 
     def get_feed(self, user_id: int, page: int, size: int, loader: Callable[[], list[dict]]) -> list[dict]:
+        return self.get_feed_and(user_id, page, size, loader)[0]
+
+    def get_feed_and(
+        self, user_id: int, page: int, size: int, loader: Callable[[], list[dict]], also: Sequence[str] = ()
+    ) -> tuple[list[dict], dict[str, bytes | None]]:
+        """(`get_feed`'s page, {key: bytes} of the `also` keys read in the same MGET as the page).
+
+        `also` is read only on one Redis (a cluster's MGET cannot span slots: {} then), and {} when
+        that read failed. The caller's other keys then cost no round trip of their own: the feed
+        reads the counts of the posts its page held last time (feed.selectors.feed_page)."""
         # One key builder and one client for the whole read: on a hit (one MGET), building three
         # keys separately (each an epoch lookup and part checks) cost about as much as the MGET.
         builder, client, user = self.key_builder(), self.client, HashTag("user", user_id)
         stamp_key, page_key = builder.build(user, "stamp"), builder.build(user, "page", page, size)
         lease_key = builder.build(user, "page", page, size, "lease")
         stamp: str | None = None
+        also = list(also) if isinstance(client, redis.Redis) else []
+        also_read: dict[str, bytes | None] = {}
 
         def read() -> Any:
             nonlocal stamp
-            raws = self.guard.call("get_feed", page_key, lambda: client.mget(stamp_key, page_key), None)
+            keys = [stamp_key, page_key, *also]
+            raws = self.guard.call("get_feed", page_key, lambda: client.mget(keys), None)
             if raws is None:
                 return UNAVAILABLE
-            stamp, items = self.read_page(page_key, raws)
+            also_read.update(zip(also, raws[2:], strict=True))
+            stamp, items = self.read_page(page_key, raws[:2])
             return ABSENT if items is None else items
 
         def store(lease: Lease, items: list[dict]) -> None:
@@ -257,7 +275,7 @@ class UserFeedCache(CacheAsideStrategy):
                 return loader()  # a namespace bump is settling: nothing may be stored yet
             return fill_under_lease(self.guard, lease_key, load, store)
 
-        return read_through(read, fill, loader, self.record_lookup)
+        return read_through(read, fill, loader, self.record_lookup), also_read
 
     def read_page(self, page_key: str, raws: list[bytes | None]) -> tuple[str | None, list[dict] | None]:
         """From MGET(stamp, page): (the user's current stamp or None, the page's items if servable)."""

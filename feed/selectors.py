@@ -7,6 +7,7 @@ follower stops seeing a deleted post as soon as the delete is applied, before th
 their feed). Every fill here is a lease-guarded fill from the database (core/caching/strategies.py).
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 from feed import queries
@@ -40,13 +41,32 @@ def feed_page(user_id: int, before_id: int | None, size: int) -> tuple[list[dict
     """
     if before_id is None:
         tracker.record_user(user_id)
-        rows = feeds.get_feed(user_id, 1, size, lambda: queries.feed_page(user_id, 1, size))
+        # The counts of the posts this page held last time are read in the page's own MGET: a hot
+        # page costs one round trip, and a page that changed only fetches the counts it lacks.
+        held = counts.counts_keys(list(_page_posts.get((user_id, size), ())))
+        rows, read = feeds.get_feed_and(
+            user_id, 1, size, lambda: queries.feed_page(user_id, 1, size), held.values()
+        )
+        _remember_page(user_id, size, rows)
         next_before = rows[-1]["id"] if len(rows) == size else None
-    else:
-        rows = queries.feed_before(user_id, before_id, size + 1)
-        next_before = rows[size - 1]["id"] if len(rows) > size else None
-        rows = rows[:size]
-    return with_counts(rows), next_before
+        read_counts = {post_id: read[key] for post_id, key in held.items() if key in read}
+        return with_counts(rows, read_counts), next_before
+    rows = queries.feed_before(user_id, before_id, size + 1)
+    next_before = rows[size - 1]["id"] if len(rows) > size else None
+    return with_counts(rows[:size]), next_before
+
+
+# (user id, page size) -> the post ids of the page 1 this process served them last: only a hint of
+# which counts to read with the page (a wrong one costs the counts' own round trip), so a plain dict,
+# dropped whole at its bound, and no lock (a dict's get and set are atomic).
+_page_posts: dict[tuple[int, int], tuple[int, ...]] = {}
+_PAGE_POSTS_MAX = 10_000
+
+
+def _remember_page(user_id: int, size: int, rows: list[dict[str, Any]]) -> None:
+    if len(_page_posts) >= _PAGE_POSTS_MAX:
+        _page_posts.clear()
+    _page_posts[user_id, size] = tuple(row["id"] for row in rows)
 
 
 def posts_by(author_id: int, before_id: int | None, size: int) -> tuple[list[dict[str, Any]], int | None]:
@@ -111,13 +131,15 @@ def post_exists(post_id: int) -> bool:
     return details.get_post(post_id, lambda: queries.post_detail_or_none(post_id)) is not None
 
 
-def with_counts(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`items` (post details) with their counts: one pipelined read for all of them; the misses
-    loaded by one set of queries and filled under leases (a fill that raced an event is dropped).
-    Deleted posts are dropped."""
+def with_counts(
+    items: list[dict[str, Any]], read: Mapping[int, bytes | None] | None = None
+) -> list[dict[str, Any]]:
+    """`items` (post details) with their counts: one pipelined read for all of them (less the ones
+    in `read`, {post id: counts bytes} read by the caller); the misses loaded by one set of queries
+    and filled under leases (a fill that raced an event is dropped). Deleted posts are dropped."""
     if not items:
         return []
-    stats = counts.get_many_counts([item["id"] for item in items], queries.post_stats_many)
+    stats = counts.get_many_counts([item["id"] for item in items], queries.post_stats_many, read)
     return [{**item, "counts": _public(stats[item["id"]])} for item in items if stats[item["id"]] is not None]
 
 

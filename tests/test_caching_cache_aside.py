@@ -172,3 +172,24 @@ def test_a_lease_is_never_returned_as_a_value(posts, redis_client):
     assert is_lease(take_lease(redis_client, key).token)
     assert posts.get(key, "miss") == "miss"
     assert posts.get_many([key]) == {}
+
+
+def test_a_batch_read_fetches_only_the_keys_the_caller_has_not_read(posts, redis_client):
+    from tests.test_caching_strategies import recorder_for
+
+    keys = {i: posts.key("post", i) for i in (1, 2, 3)}
+    posts.get_many_or_load(keys, lambda ids: {i: {"id": i} for i in ids})
+    read = {1: redis_client.get(keys[1]), 2: None}  # the caller read 1, and found 2 absent
+    recorder = recorder_for(redis_client)
+    loads = []
+
+    def loader(ids):
+        loads.append(sorted(ids))
+        return {i: {"id": i, "loaded": True} for i in ids}
+
+    found = Posts(client=recorder).get_many_or_load(keys, loader, read=read)
+
+    assert found == {1: {"id": 1}, 2: {"id": 2, "loaded": True}, 3: {"id": 3}}
+    assert loads == [[2]]  # what the caller found absent is loaded, not re-read
+    fetched = [key for args in recorder.commands if args[0].upper() in ("GET", "MGET") for key in args[1:]]
+    assert fetched == [keys[3]]

@@ -489,3 +489,52 @@ def test_counts_keys_are_the_counts_key_of_each_post():
 
     cache = ReactionCountsCache()
     assert cache.counts_keys([3, 1, 2]) == {i: cache.counts_key(i) for i in (3, 1, 2)}
+
+
+def test_a_hot_feed_page_reads_its_counts_in_the_pages_own_round_trip(
+    monkeypatch, redis_client, as_bob, alice, bob
+):
+    import redis
+
+    from feed import selectors
+    from tests.test_caching_strategies import recorder_for
+
+    Follow.objects.create(follower=bob, followee=alice)
+    posts = [make_post(alice) for _ in range(3)]
+    as_bob.get("/api/feed")  # filled; this process now knows which posts the page holds
+    recorder = recorder_for(redis_client)
+    for cache in (selectors.feeds, selectors.counts):
+        monkeypatch.setattr(cache.guard, "_client", recorder)
+
+    items = as_bob.get("/api/feed").json()["items"]
+
+    assert [item["id"] for item in items] == [post.pk for post in reversed(posts)]
+    reads = [args for args in recorder.commands if args[0].upper() in ("GET", "MGET")]
+    counts_keys = set(selectors.counts.counts_keys([post.pk for post in posts]).values())
+    if isinstance(redis_client, redis.Redis):
+        assert len(reads) == 1 and counts_keys <= set(reads[0][1:])
+    else:  # a cluster's MGET cannot span slots: the counts are read on their own
+        assert not counts_keys & set(reads[0][1:])
+
+
+def test_a_feed_page_read_with_its_remembered_counts_is_current(as_bob, alice, bob):
+    """The counts read with the page are the ones of the posts it held last time: a reaction since
+    shows, a deleted post (its counts tombstoned) is dropped, and a post it did not hold gets its
+    counts read on their own."""
+    carol = make_user("carol")
+    Follow.objects.create(follower=bob, followee=alice)
+    kept, deleted = make_post(alice), make_post(alice)
+    assert [item["id"] for item in as_bob.get("/api/feed").json()["items"]] == [deleted.pk, kept.pk]
+    post_json(client_for(carol), f"/api/posts/{kept.pk}/reactions", {"kind": "wow"})
+    assert post_json(client_for(alice), f"/api/posts/{deleted.pk}", method="delete").status_code == 204
+
+    items = {item["id"]: item for item in as_bob.get("/api/feed").json()["items"]}
+    assert deleted.pk not in items
+    assert items[kept.pk]["counts"]["reactions"]["wow"] == 1
+
+    Follow.objects.create(follower=bob, followee=carol)  # bob's feed is re-stamped: a new page
+    newer = make_post(carol)
+    items = {item["id"]: item for item in as_bob.get("/api/feed").json()["items"]}
+    assert set(items) == {newer.pk, kept.pk}
+    assert items[newer.pk]["counts"]["reactions"]["wow"] == 0
+    assert items[kept.pk]["counts"]["reactions"]["wow"] == 1

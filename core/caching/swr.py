@@ -36,10 +36,12 @@ class SoftExpiry(NamedTuple):
 
 def split(value: Any) -> tuple[Any, SoftExpiry | None]:
     """(the value without the reserved field, its SoftExpiry or None). A malformed field is
-    dropped and read as no soft expiry (the entry is then served until its hard TTL)."""
+    dropped and read as no soft expiry (the entry is then served until its hard TTL).
+
+    The field is popped from `value` itself: pass a value just decoded, which nobody else holds
+    (a copy per entry was a sixth of a hot feed read's counts)."""
     if type(value) is not dict or FIELD not in value:
         return value, None
-    value = dict(value)
     meta = value.pop(FIELD)
     try:
         return value, SoftExpiry(
