@@ -455,7 +455,8 @@ def freshness_rows(fresh: dict[str, list], followers: int) -> list[tuple]:
         ("`Post.objects.create`, inline fan-out off (median)", _ms(off), "", "", ""),
         (f"`Post.objects.create`, inline fan-out on, {followers} followers (median)", _ms(on), "off",
          f"{on / off:.2f}x the time (+{(on - off) * 1e6:,.0f} µs)", ""),
-        ("  of which the follower-set read (`FollowerSetCache.audiences`, median)",
+        ("  the follower-set read on its own round trip (`FollowerSetCache.audiences`: a cluster's path; "
+         "one Redis reads it in the commit's pipeline), median",
          _ms(median(fresh["set_read"])), "", "", ""),
     ]  # fmt: skip
     return rows

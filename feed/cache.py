@@ -37,6 +37,7 @@ _LUA = Path(__file__).resolve().parent / "lua"
 _FOLLOWERS_ADD = LuaScript.load("followers_add", directory=_LUA)
 _FOLLOWERS_LEASE = LuaScript.load("followers_lease", directory=_LUA)
 _FOLLOWERS_FILL = LuaScript.load("followers_fill", directory=_LUA)
+_FOLLOWERS_STAMP = LuaScript.load("followers_stamp", directory=_LUA)
 
 
 class PostDetailCache(CacheAsideStrategy, WriteThroughCacheStrategy):
@@ -154,6 +155,11 @@ class UserFeedCache(CacheAsideStrategy):
 
     def stamp_key(self, user_id: int) -> str:
         return self.key(HashTag("user", user_id), "stamp")
+
+    def stamp_key_around_id(self) -> tuple[str, str]:
+        """What a user's stamp key holds before and after the user id (for a script that builds them)."""
+        prefix, suffix = self.stamp_key(0).split("{user:0}")
+        return prefix + "{user:", "}" + suffix
 
     def page_key(self, user_id: int, page: int, size: int) -> str:
         return self.key(HashTag("user", user_id), "page", page, size)
@@ -336,6 +342,20 @@ class FollowerSetCache(BaseCacheStrategy):
             if complete in members and len(members) - 1 <= limit:
                 audiences[author_id] = [int(member) for member in members if member != complete]
         return audiences
+
+    def stamps_in_script(self) -> bool:
+        """Whether `queue_stamp_followers` can run: inline fan-out on, and the cache on one Redis."""
+        return self.max_inline() > 0 and isinstance(self.client, redis.Redis)
+
+    def queue_stamp_followers(
+        self, pipe: redis.client.Pipeline, author_id: int, feeds: "UserFeedCache"
+    ) -> None:
+        """`audiences` and the followers' `queue_invalidate` in one script of the commit's own
+        pipeline (one Redis only: `stamps_in_script`): no round trip of its own before the commit's.
+        The set is read when the pipeline runs, after the commit: never older than `audiences`'s."""
+        prefix, suffix = feeds.stamp_key_around_id()
+        args = [self.COMPLETE, self.max_inline(), feeds.new_stamp(), feeds.stamp_ttl_ms(), prefix, suffix]
+        _FOLLOWERS_STAMP(pipe, [self.set_key(author_id)], args)
 
     def queue_follow_created(self, pipe: redis.client.Pipeline, followee_id: int, follower_id: int) -> None:
         keys = [self.set_key(followee_id), self.lease_key(followee_id)]

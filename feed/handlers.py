@@ -33,15 +33,20 @@ class PostHandler(EventHandler):
 
     At commit time (`prepare`), an author with a cached, complete follower set of at most
     FEED_INLINE_FANOUT_MAX has the followers' feeds invalidated in the same pipeline too: they see
-    the post before the write returns. The worker's fan-out still runs for every post (an absent
-    or stale set, a follow racing the post): re-stamping a feed twice is harmless."""
+    the post before the write returns. On one Redis a script in that pipeline reads the set and
+    stamps the feeds (no round trip of its own); on a cluster the sets are read first. The
+    worker's fan-out still runs for every post (an absent or stale set, a follow racing the post):
+    re-stamping a feed twice is harmless."""
 
     event_types = events.POST_TYPES
 
-    def __init__(self, audiences: Mapping[int, Sequence[int]] | None = None) -> None:
+    def __init__(self, audiences: Mapping[int, Sequence[int]] | None = None, in_script: bool = False) -> None:
         self.audiences = audiences or {}
+        self.in_script = in_script
 
     def prepare(self, batch: Sequence[Event]) -> "PostHandler":
+        if followers.stamps_in_script():
+            return PostHandler(in_script=True)
         audiences = followers.audiences(_author_id(event) for event in batch)
         return PostHandler(audiences) if audiences else self
 
@@ -55,7 +60,9 @@ class PostHandler(EventHandler):
             author_id = post["author_id"]
             details.queue_write(pipe, post)
         feeds.queue_invalidate(pipe, author_id)
-        if followers_ := self.audiences.get(author_id):
+        if self.in_script:
+            followers.queue_stamp_followers(pipe, author_id, feeds)
+        elif followers_ := self.audiences.get(author_id):
             feeds.queue_invalidate_many(pipe, followers_)
 
     def after_batch(self, batch: Sequence[Event]) -> None:

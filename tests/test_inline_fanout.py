@@ -45,6 +45,15 @@ def fill_followers_of(*authors) -> None:
     invalidate_followers([author.pk for author in authors], chunk=1000)
 
 
+@pytest.fixture(autouse=True, params=["in the pipeline", "read first"])
+def fanout_path(request, monkeypatch) -> str:
+    """Every test on both paths: the script in the commit's pipeline (one Redis), and the set read
+    in a round trip before it (what a cluster does; forced here on one Redis too)."""
+    if request.param == "read first":
+        monkeypatch.setattr(FollowerSetCache, "stamps_in_script", lambda self: False)
+    return "in the pipeline" if FollowerSetCache().stamps_in_script() else "read first"
+
+
 @pytest.fixture
 def people(transactional_db):
     return make_user("alice"), make_user("bob"), make_user("carol")
@@ -120,19 +129,32 @@ def test_a_set_without_the_complete_sentinel_is_never_used(alice_followed):
     assert sets.audiences([alice.pk]) == {}
 
 
-def test_a_follow_racing_a_post_past_the_set_read_still_ends_with_a_fresh_feed(alice_followed, monkeypatch):
+def test_a_follow_racing_a_post_past_the_set_read_still_ends_with_a_fresh_feed(
+    alice_followed, monkeypatch, fanout_path
+):
     alice, as_bob, _ = alice_followed
     dave = make_user("dave")
     as_dave = client_for(dave)
     assert feed_bodies(as_dave) == []
-    read_audiences = handlers.followers.audiences
+    if fanout_path == "read first":
+        read_audiences = handlers.followers.audiences
 
-    def audiences_then_a_follow(author_ids):
-        found = read_audiences(author_ids)  # read without dave ...
-        Follow.objects.create(follower=dave, followee=alice)  # ... who follows before the post's pipeline
-        return found
+        def audiences_then_a_follow(author_ids):
+            found = read_audiences(author_ids)  # read without dave ...
+            Follow.objects.create(follower=dave, followee=alice)  # ... who follows before the post's pipeline
+            return found
 
-    monkeypatch.setattr(handlers.followers, "audiences", audiences_then_a_follow)
+        monkeypatch.setattr(handlers.followers, "audiences", audiences_then_a_follow)
+    else:
+        queue_script = handlers.followers.queue_stamp_followers
+
+        def a_follow_then_the_script(pipe, author_id, feeds_):
+            Follow.objects.create(
+                follower=dave, followee=alice
+            )  # commits after the post, before its pipeline
+            queue_script(pipe, author_id, feeds_)
+
+        monkeypatch.setattr(handlers.followers, "queue_stamp_followers", a_follow_then_the_script)
     make_post(alice, "raced")
     monkeypatch.undo()
 
@@ -219,13 +241,16 @@ def test_inline_fanout_off_uses_no_set(alice_followed, settings):
     assert feed_bodies(as_bob) == []
 
 
-def test_the_write_succeeds_when_the_set_read_fails(alice_followed, monkeypatch):
+def test_the_write_succeeds_when_the_set_read_fails(alice_followed, monkeypatch, fanout_path):
     alice, as_bob, _ = alice_followed
+    if fanout_path == "read first":
 
-    def broken(author_ids):
-        raise RuntimeError("injected")
+        def broken(author_ids):
+            raise RuntimeError("injected")
 
-    monkeypatch.setattr(handlers.followers, "audiences", broken)
+        monkeypatch.setattr(handlers.followers, "audiences", broken)
+    else:  # the script fails inside the commit's pipeline: WRONGTYPE on a set that is not one
+        sets.client.set(sets.set_key(alice.pk), "not a set")
     post = make_post(alice, "still written")
     monkeypatch.undo()
     assert Post.objects.filter(pk=post.pk).exists()
