@@ -10,7 +10,6 @@ from urllib.request import Request, urlopen
 
 import orjson
 import pytest
-from a2wsgi import WSGIMiddleware
 from django.conf import settings
 from websockets.asyncio.client import connect
 
@@ -28,6 +27,7 @@ from tests.test_security_server import (
     stop,
 )
 from themoon.debug_guard import gunicorn_bind_hosts, refuse_debug_on_public_binds
+from themoon.wsgi_bridge import WSGIBridge
 
 
 @pytest.fixture
@@ -64,8 +64,8 @@ def test_the_http_app_is_django_wsgi_on_a_thread_pool():
     from themoon.asgi import application
 
     http = application.application_mapping["http"]
-    wrapped = [c.cell_contents for c in http.__closure__ or () if isinstance(c.cell_contents, WSGIMiddleware)]
-    assert wrapped, "HTTP must reach Django's WSGI handler through a2wsgi (themoon/asgi.py)"
+    wrapped = [c.cell_contents for c in http.__closure__ or () if isinstance(c.cell_contents, WSGIBridge)]
+    assert wrapped, "HTTP must reach Django's WSGI handler through themoon/wsgi_bridge.py (themoon/asgi.py)"
     assert wrapped[0].executor._max_workers == settings.WEB_THREADS
 
 

@@ -1,7 +1,7 @@
 """The web process's entry point: one port, HTTP on Django's WSGI handler, WebSockets on Channels.
 
-HTTP runs where Django is fast: the WSGI handler on a pool of WEB_THREADS reused threads (a2wsgi),
-one thread hop per request. Under Django's ASGI handler every sync middleware, view and signal
+HTTP runs where Django is fast: the WSGI handler on a pool of WEB_THREADS reused threads, one thread
+hop per request (themoon/wsgi_bridge.py). Under Django's ASGI handler every sync middleware, view and signal
 receiver was a hop of its own and the API served ~0.2x of this (README, "Processes"; bench/http.py).
 WebSockets stay on the event loop, where Channels belongs.
 
@@ -19,7 +19,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "themoon.settings")
 # Initialise Django before importing anything that touches models (routing, consumers).
 django_wsgi_app = get_wsgi_application()
 
-from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
@@ -29,6 +28,7 @@ from core.http import asgi_body_limit  # noqa: E402
 from core.redis_roles import check_redis_roles  # noqa: E402
 from themoon.debug_guard import refuse_debug_on_public_bind, uvicorn_bind_host  # noqa: E402
 from themoon.routing import websocket_urlpatterns  # noqa: E402
+from themoon.wsgi_bridge import WSGIBridge  # noqa: E402
 
 refuse_debug_on_public_bind(settings.DEBUG, uvicorn_bind_host(sys.argv, os.environ))
 check_redis_roles("web")  # an evicting events Redis refuses the start (core/redis_roles.py)
@@ -47,7 +47,7 @@ class ExactOriginValidator(OriginValidator):
 
 application = ProtocolTypeRouter(
     {
-        "http": asgi_body_limit(WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS)),
+        "http": asgi_body_limit(WSGIBridge(django_wsgi_app, workers=settings.WEB_THREADS)),
         "websocket": ExactOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.WEBSOCKET_ALLOWED_ORIGINS
         ),

@@ -76,7 +76,7 @@ OPS_TOKEN = env_str("OPS_TOKEN", "")
 # Bodies larger than this answer 413 before they are read (core/http.py).
 REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 1_048_576)
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
-# Threads serving HTTP in each web process (themoon/asgi.py: Django's WSGI handler on a2wsgi).
+# Threads serving HTTP in each web process (themoon/asgi.py: Django's WSGI handler, themoon/wsgi_bridge.py).
 WEB_THREADS = env_int("WEB_THREADS", 8)
 CSRF_FAILURE_VIEW = "core.http.csrf_failure"
 
