@@ -10,11 +10,12 @@ warms the caches, then runs `wrk -t2 -c16` for --seconds per row, the rows takin
 - a bare Django view returning the same cached feed bytes, on the same server (the baseline);
 - a plain ASGI callable (no Django) reading the same bytes through redis.asyncio.
 Candidates: `deployed` (uvicorn on themoon.asgi as the Procfile runs it: HTTP on Django's WSGI
-handler in a2wsgi's thread pool, WebSockets on Channels), `split` (themoon/router.py on one port in
-front of gunicorn for HTTP and uvicorn for /ws/), `wsgi` (gunicorn gthread, the split-tier
-alternative), `asgi` (uvicorn on Django's ASGI handler, as HTTP was served before), `async`
-(Django's ASGI handler, async-capable middleware only, an async feed view on redis.asyncio: the
-prototype of a fully async path). Each figure comes with the load average.
+handler on a thread pool through themoon/wsgi_bridge.py, WebSockets on Channels), `split`
+(themoon/router.py on one port in front of gunicorn for HTTP and uvicorn for /ws/), `wsgi`
+(gunicorn gthread, the split-tier alternative), `granian` (granian's WSGI mode, HTTP only),
+`asgi` (uvicorn on Django's ASGI handler, as HTTP was served before), `async` (Django's ASGI
+handler, async-capable middleware only, an async feed view on redis.asyncio: the prototype of a
+fully async path). Each figure comes with the load average.
 Bounded: rows x rounds x --seconds of load plus start-up; loopback only.
 """
 
@@ -33,7 +34,9 @@ from urllib.request import Request, urlopen
 from bench.harness import bench_database, database_url, environment, table
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = argparse.Namespace(seconds=5.0, rounds=2, connections=16, candidates="deployed,split,wsgi,asgi,async")
+ARGS = argparse.Namespace(
+    seconds=5.0, rounds=2, connections=16, candidates="deployed,split,wsgi,granian,asgi,async"
+)
 KEY = "bench:http:feed"
 UVICORN = ["-m", "uvicorn", "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools"]
 UVICORN += ["--ws", "websockets-sansio", "--lifespan", "off", "--workers", "1", "--log-level", "warning"]
@@ -47,9 +50,17 @@ def gunicorn_command(port: int) -> list[str]:
     return ["-m", "gunicorn", *config, "--bind", f"127.0.0.1:{port}"]
 
 
+def granian_command(port: int) -> list[str]:
+    """granian's WSGI mode (HTTP parsed in Rust, the app on its blocking threads), one worker."""
+    threads = ["--blocking-threads", os.environ.get("WEB_THREADS", "8")]
+    options = ["--interface", "wsgi", "--workers", "1", *threads, "--no-ws", "--log-level", "warning"]
+    return ["-m", "granian", *options, "--host", "127.0.0.1", "--port", str(port), "themoon.wsgi:application"]
+
+
 CANDIDATES = {
     # name: (command for a port, extra environment, paths served: the product's feed path)
     "wsgi": (gunicorn_command, {}, "/api/feed"),
+    "granian": (granian_command, {}, "/api/feed"),
     "deployed": (lambda port: [*UVICORN, ASGI_APP, "--port", str(port)], {}, "/api/feed"),
     # gunicorn for HTTP and uvicorn for /ws/ behind themoon/router.py on one port (started apart)
     "split": (None, {}, "/api/feed"),
@@ -269,9 +280,10 @@ def _report(candidates, rows, best, args) -> str:
     legend = (
         f"{environment()}; wrk -t2 -c{args.connections}, {args.seconds:.0f} s per row, best of {args.rounds} "
         "interleaved rounds; one web process each, loopback, warm cache, bearer token.\n"
-        "deployed: uvicorn on themoon.asgi as the Procfile runs it (HTTP on Django's WSGI handler in a2wsgi "
-        "threads); split: themoon/router.py on one port in front of gunicorn (HTTP) and uvicorn (/ws/); "
-        "wsgi: gunicorn gthread (themoon/gunicorn.conf.py) alone; asgi: uvicorn, Django's ASGI handler; "
+        "deployed: uvicorn on themoon.asgi as the Procfile runs it (HTTP on Django's WSGI handler in "
+        "threads, themoon/wsgi_bridge.py); split: themoon/router.py on one port in front of gunicorn (HTTP) "
+        "and uvicorn (/ws/); wsgi: gunicorn gthread (themoon/gunicorn.conf.py) alone; granian: granian's "
+        "WSGI mode alone (HTTP only, no access log); asgi: uvicorn, Django's ASGI handler; "
         "async: Django's ASGI handler, async-capable middleware only, an async feed view on redis.asyncio "
         "(its bare row is an async view too).\n"
         "Targets: GET /api/feed >= 0.6x the bare Django view, >= 1,000 req/s, p99 <= 25 ms."
