@@ -538,3 +538,26 @@ def test_a_feed_page_read_with_its_remembered_counts_is_current(as_bob, alice, b
     assert set(items) == {newer.pk, kept.pk}
     assert items[newer.pk]["counts"]["reactions"]["wow"] == 0
     assert items[kept.pk]["counts"]["reactions"]["wow"] == 1
+
+
+def test_post_stats_are_read_in_one_query_with_their_version(django_assert_num_queries, alice, bob):
+    from feed import queries
+
+    carol = make_user("carol")
+    busy, quiet = make_post(alice), make_post(alice)
+    for user, kind in ((bob, "wow"), (carol, "wow"), (alice, "sad")):
+        Reaction.objects.create(post=busy, user=user, kind=kind)
+    Comment.objects.create(post=busy, author=bob, body="!")
+    busy.refresh_from_db()
+
+    with django_assert_num_queries(1):
+        stats = queries.post_stats_many([busy.pk, quiet.pk, 10**9])
+
+    assert set(stats) == {busy.pk, quiet.pk}  # a missing post is left out
+    assert stats[busy.pk]["reactions"] == {**dict.fromkeys(Reaction.Kind.values, 0), "wow": 2, "sad": 1}
+    assert stats[busy.pk]["comments"] == 1
+    assert stats[busy.pk]["version"] == busy.stats_version > 0
+    assert stats[quiet.pk]["reactions"] == dict.fromkeys(Reaction.Kind.values, 0)
+    assert stats[quiet.pk]["comments"] == 0
+    assert queries.post_stats_or_none(busy.pk) == stats[busy.pk]
+    assert queries.post_stats_or_none(10**9) is None
