@@ -82,6 +82,7 @@ class ReactionCountsCache(CacheAsideStrategy, WriteThroughCacheStrategy):
     namespace = "feed"
     default_ttl = 30 * 60
     soft_ttl = 20 * 60  # stale-while-revalidate: a hot post's counts are refreshed, never expire
+    decode_memo_size = 4096  # 20 per feed read: decoded once per process (values shared, read-only)
 
     def counts_key(self, post_id: int) -> str:
         return self.key(HashTag("post", post_id), "reactions")

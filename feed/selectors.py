@@ -145,7 +145,7 @@ def with_counts(
 
 def _public(stats: dict[str, Any]) -> dict[str, Any]:
     """The counters as the API shows them (without the cache's post_id and version)."""
-    return {"reactions": stats["reactions"], "comments": stats["comments"]}
+    return {"reactions": dict(stats["reactions"]), "comments": stats["comments"]}  # stats are shared
 
 
 def comments(post_id: int, after_id: int, limit: int) -> list[dict[str, Any]] | None:

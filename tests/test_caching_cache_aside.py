@@ -193,3 +193,23 @@ def test_a_batch_read_fetches_only_the_keys_the_caller_has_not_read(posts, redis
     assert loads == [[2]]  # what the caller found absent is loaded, not re-read
     fetched = [key for args in recorder.commands if args[0].upper() in ("GET", "MGET") for key in args[1:]]
     assert fetched == [keys[3]]
+
+
+class Memoized(Posts):
+    decode_memo_size = 3
+
+
+def test_a_decode_memo_hands_out_one_decoding_per_bytes_and_stays_bounded(redis_client):
+    memoized = Memoized()
+    key = memoized.key("post", 1)
+    memoized.set(key, {"id": 1, "n": 1})
+    first, again = memoized.get(key), memoized.get(key)
+    assert first == {"id": 1, "n": 1}
+    assert again is first  # the same bytes: the same (shared, read-only) value
+    memoized.set(key, {"id": 1, "n": 2})
+    assert memoized.get(key) == {"id": 1, "n": 2}  # new bytes, a new decoding: never a stale value
+    for n in range(10):
+        memoized.set(key, {"id": 1, "n": n})
+        assert memoized.get(key) == {"id": 1, "n": n}
+    assert len(memoized._decoded) <= Memoized.decode_memo_size
+    assert Posts()._decoded is None  # opt-in

@@ -141,10 +141,19 @@ class BaseCacheStrategy:
     namespace: str = "default"
     schema: int = 1
     default_ttl: int = 300
+    # Opt-in (entries): small values read many times a second (a feed page's counts) are decoded
+    # once per process and the same objects handed out again for the same bytes: deterministic,
+    # as a value is a function of its bytes. The values are then SHARED: callers must not change
+    # them (copy first). Dropped whole at the bound; one dict per instance, no lock (a dict's get
+    # and set are atomic; two threads decoding the same bytes at once store equal values).
+    decode_memo_size: int = 0
 
     def __init__(self, client: redis.Redis | None = None, breaker_: RedisBreaker | None = None):
         self.guard = GuardedRedis(client, breaker_)
         self.keys = NamespaceKeys(self.namespace, self.schema, self.guard)
+        self._decoded: dict[bytes, tuple[Any, swr.SoftExpiry | None]] | None = (
+            {} if self.decode_memo_size > 0 else None
+        )
 
     @property
     def client(self) -> redis.Redis:
@@ -181,11 +190,19 @@ class BaseCacheStrategy:
         """(`decode`'s value, the soft expiry stored with it or None)."""
         if raw is None or is_lease(raw):
             return MISSING, None
+        memo = self._decoded
+        if memo is not None and (found := memo.get(raw)) is not None:
+            return found
         try:
-            return swr.split(serializer.loads(raw))
+            found = swr.split(serializer.loads(raw))
         except CorruptCacheValue as exc:
             logger.warning("corrupt cache entry read as a miss: key=%s error=%s", key, exc)
             return MISSING, None
+        if memo is not None:
+            if len(memo) >= self.decode_memo_size:
+                memo.clear()
+            memo[raw] = found
+        return found
 
     def record_lookups(self, hits: int, misses: int) -> None:
         """Count answers of this namespace (CacheManager.get_stats, /metrics)."""
