@@ -101,15 +101,11 @@ class ReactionCountsCache(CacheAsideStrategy, WriteThroughCacheStrategy):
         self.queue_update_if_newer(pipe, self.counts_key(stats["post_id"]), stats)
 
     def get_many_counts(
-        self,
-        post_ids: list[int],
-        loader: Callable[[list[int]], dict[int, dict]],
-        read: Mapping[int, bytes | None] | None = None,
+        self, post_ids: list[int], loader: Callable[[list[int]], dict[int, dict]]
     ) -> dict[int, dict | None]:
-        """{post_id: counts or None (missing or deleted)}: one round trip when all are cached (none
-        when `read` holds them all: bytes the caller read with its own keys); the misses loaded by
-        one `loader(ids)` call and filled under leases."""
-        return self.get_many_or_load(self.counts_keys(post_ids), loader, read=read)
+        """{post_id: counts or None (missing or deleted)}: one round trip when all are cached;
+        the misses loaded by one `loader(ids)` call and filled under leases."""
+        return self.get_many_or_load(self.counts_keys(post_ids), loader)
 
     def queue_deleted(self, pipe: redis.client.Pipeline, post_id: int) -> None:
         self.queue_tombstone(pipe, self.counts_key(post_id))

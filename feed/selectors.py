@@ -47,10 +47,13 @@ def feed_page(user_id: int, before_id: int | None, size: int) -> tuple[list[dict
         rows, read = feeds.get_feed_and(
             user_id, 1, size, lambda: queries.feed_page(user_id, 1, size), held.values()
         )
-        _remember_page(user_id, size, rows)
-        next_before = rows[-1]["id"] if len(rows) == size else None
+        ids = [row["id"] for row in rows]
+        _remember_page(user_id, size, ids)
+        next_before = ids[-1] if len(ids) == size else None
+        keys = held if list(held) == ids else counts.counts_keys(ids)  # a hot page: built once
         read_counts = {post_id: read[key] for post_id, key in held.items() if key in read}
-        return with_counts(rows, read_counts), next_before
+        stats = counts.get_many_or_load(keys, queries.post_stats_many, read=read_counts)
+        return _with_stats(rows, stats), next_before
     rows = queries.feed_before(user_id, before_id, size + 1)
     next_before = rows[size - 1]["id"] if len(rows) > size else None
     return with_counts(rows[:size]), next_before
@@ -63,10 +66,10 @@ _page_posts: dict[tuple[int, int], tuple[int, ...]] = {}
 _PAGE_POSTS_MAX = 10_000
 
 
-def _remember_page(user_id: int, size: int, rows: list[dict[str, Any]]) -> None:
+def _remember_page(user_id: int, size: int, post_ids: list[int]) -> None:
     if len(_page_posts) >= _PAGE_POSTS_MAX:
         _page_posts.clear()
-    _page_posts[user_id, size] = tuple(row["id"] for row in rows)
+    _page_posts[user_id, size] = tuple(post_ids)
 
 
 def posts_by(author_id: int, before_id: int | None, size: int) -> tuple[list[dict[str, Any]], int | None]:
@@ -131,15 +134,17 @@ def post_exists(post_id: int) -> bool:
     return details.get_post(post_id, lambda: queries.post_detail_or_none(post_id)) is not None
 
 
-def with_counts(
-    items: list[dict[str, Any]], read: Mapping[int, bytes | None] | None = None
-) -> list[dict[str, Any]]:
-    """`items` (post details) with their counts: one pipelined read for all of them (less the ones
-    in `read`, {post id: counts bytes} read by the caller); the misses loaded by one set of queries
-    and filled under leases (a fill that raced an event is dropped). Deleted posts are dropped."""
+def with_counts(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`items` (post details) with their counts: one pipelined read for all of them; the misses
+    loaded by one set of queries and filled under leases (a fill that raced an event is dropped).
+    Deleted posts are dropped."""
     if not items:
         return []
-    stats = counts.get_many_counts([item["id"] for item in items], queries.post_stats_many, read)
+    return _with_stats(items, counts.get_many_counts([item["id"] for item in items], queries.post_stats_many))
+
+
+def _with_stats(items: list[dict[str, Any]], stats: Mapping[int, dict | None]) -> list[dict[str, Any]]:
+    """`items` each with its counts from `stats` ({post id: counts or None}); deleted posts dropped."""
     return [{**item, "counts": _public(stats[item["id"]])} for item in items if stats[item["id"]] is not None]
 
 
