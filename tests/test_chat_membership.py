@@ -19,7 +19,7 @@ from chat.models import Message, Participant
 from chat.testing import make_chat_user, make_conversation
 from core.caching import RedisBreaker
 from tests.test_caching_degradation import settings_client
-from tests.test_chat_ws import frame_of, join, run, socket
+from tests.test_chat_ws import frame_of, join, message_is_refused_as_removed, run, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,11 +133,7 @@ def test_with_redis_down_a_removed_participants_message_frame_is_refused(room, u
         await join(ws)
         monkeypatch.setattr(selectors, "members", dead_members(unused_port))
         await sync_to_async(remove_quietly, thread_sensitive=False)(bob)
-        await ws.send_json_to({"type": "message", "body": "anyone?"})
-        assert (await frame_of(ws, "error"))["error"] == "you are no longer in this conversation"
-        output = await ws.receive_output(timeout=5)
-        assert (output["type"], output["code"]) == ("websocket.close", 4403)
-        await ws.disconnect(timeout=10)
+        await message_is_refused_as_removed(ws)
 
     run(scenario())
     assert not Message.objects.exists()

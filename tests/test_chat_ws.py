@@ -55,6 +55,15 @@ async def frames_until(ws: WebsocketCommunicator, kind: str, timeout: float = 5)
     return frames
 
 
+async def message_is_refused_as_removed(ws: WebsocketCommunicator) -> None:
+    """A message frame from a participant removed meanwhile: the error frame, then close 4403."""
+    await ws.send_json_to({"type": "message", "body": "anyone?"})
+    assert (await frame_of(ws, "error"))["error"] == "you are no longer in this conversation"
+    output = await ws.receive_output(timeout=5)
+    assert (output["type"], output["code"]) == ("websocket.close", 4403)
+    await ws.disconnect(timeout=10)
+
+
 async def eventually_async(check, timeout: float = 5) -> None:
     """Poll a synchronous check (run off the loop) until it holds, or fail at the deadline."""
     loop = asyncio.get_running_loop()
@@ -246,11 +255,7 @@ def test_a_member_removed_meanwhile_gets_an_error_frame_and_a_4403_close(room):
         ws = socket(conversation.pk, room["tokens"]["bob"])
         await join(ws)
         await sync_to_async(Participant.objects.filter(user=room["bob"]).delete, thread_sensitive=False)()
-        await ws.send_json_to({"type": "message", "body": "anyone?"})
-        assert (await frame_of(ws, "error"))["error"] == "you are no longer in this conversation"
-        output = await ws.receive_output(timeout=5)
-        assert (output["type"], output["code"]) == ("websocket.close", 4403)
-        await ws.disconnect(timeout=10)
+        await message_is_refused_as_removed(ws)
 
     run(scenario())
     assert not Message.objects.exists()
