@@ -18,7 +18,7 @@ from chat.cache import (
 from chat.models import Message, Participant
 from chat.payloads import message_payload
 from core.caching import serializer
-from core.consistency import CacheCheck, CheckResult, register
+from core.consistency import CacheCheck, CheckResult, register, sampled
 
 _CONVERSATION = re.compile(rb"\{conversation:(\d+)\}")
 
@@ -29,9 +29,9 @@ class ConversationWindowCheck(CacheCheck):
     def run(self, sample: int | None = None) -> CheckResult:
         cache, result = ConversationMessagesCache(), CheckResult(self.name)
         client = cache.client
-        for key in client.scan_iter(match=cache.key_pattern("{conversation:*}:messages"), count=1000):
-            if sample is not None and result.checked >= sample:
-                break
+        for key in sampled(
+            client.scan_iter(match=cache.key_pattern("{conversation:*}:messages"), count=1000), result, sample
+        ):
             if client.type(key) != b"zset":  # a fill lease in flight: nothing is served from it
                 continue
             members = client.zrangebyscore(key, 0, "+inf")
@@ -58,9 +58,9 @@ class ConversationMembersCheck(CacheCheck):
     def run(self, sample: int | None = None) -> CheckResult:
         cache, result = ConversationMembersCache(), CheckResult(self.name)
         client = cache.client
-        for key in client.scan_iter(match=cache.key_pattern("{conversation:*}:members"), count=1000):
-            if sample is not None and result.checked >= sample:
-                break
+        for key in sampled(
+            client.scan_iter(match=cache.key_pattern("{conversation:*}:members"), count=1000), result, sample
+        ):
             if client.type(key) != b"set":  # a fill lease in flight: nothing is served from it
                 continue
             raw = client.smembers(key)

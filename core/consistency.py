@@ -6,7 +6,11 @@ page of an old generation) are not mismatches. Run it after the pipeline has dra
 `python manage.py check_cache_consistency`.
 """
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -26,6 +30,15 @@ class CacheCheck:
 
     def run(self, sample: int | None = None) -> CheckResult:
         raise NotImplementedError
+
+
+def sampled(entries: Iterable[T], result: CheckResult, sample: int | None) -> Iterator[T]:
+    """`entries` until `result` has checked `sample` of them (all of them with None): every check's
+    loop bound."""
+    for entry in entries:
+        if sample is not None and result.checked >= sample:
+            return
+        yield entry
 
 
 _checks: list[CacheCheck] = []

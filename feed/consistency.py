@@ -10,7 +10,7 @@ from core.caching import (
     serializer,
     split_soft_expiry,
 )
-from core.consistency import CacheCheck, CheckResult, register
+from core.consistency import CacheCheck, CheckResult, register, sampled
 from feed import queries
 from feed.cache import MyReactionCache, PostDetailCache, ReactionCountsCache, UserFeedCache
 
@@ -49,9 +49,7 @@ class _PerPostCheck(CacheCheck):
 
     def run(self, sample: int | None = None) -> CheckResult:
         cache, result = self.cache(), CheckResult(self.name)
-        for key, cached in _entries(cache.client, cache.key_pattern(self.suffix)):
-            if sample is not None and result.checked >= sample:
-                break
+        for key, cached in sampled(_entries(cache.client, cache.key_pattern(self.suffix)), result, sample):
             expected = self.load(int(_POST.search(key).group(1)))
             result.checked += 1
             if is_tombstone(cached) or cached is None:
@@ -97,9 +95,9 @@ class MyReactionCheck(CacheCheck):
 
     def run(self, sample: int | None = None) -> CheckResult:
         cache, result = MyReactionCache(), CheckResult(self.name)
-        for key, cached in _entries(cache.client, cache.key_pattern("{post:*}:mine:*")):
-            if sample is not None and result.checked >= sample:
-                break
+        for key, cached in sampled(
+            _entries(cache.client, cache.key_pattern("{post:*}:mine:*")), result, sample
+        ):
             match = _MINE.search(key)
             if match is None:
                 continue
@@ -121,9 +119,9 @@ class FeedPageCheck(CacheCheck):
 
     def run(self, sample: int | None = None) -> CheckResult:
         cache, result = UserFeedCache(), CheckResult(self.name)
-        for key, cached in _entries(cache.client, cache.key_pattern("{user:*}:page:*")):
-            if sample is not None and result.checked >= sample:
-                break
+        for key, cached in sampled(
+            _entries(cache.client, cache.key_pattern("{user:*}:page:*")), result, sample
+        ):
             match = _PAGE.search(key)
             if match is None:  # a fill's lease key
                 continue
