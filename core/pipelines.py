@@ -6,8 +6,12 @@ MGET, and its queue is private; on either kind, knowing what was queued meant re
 A `Batch` keeps its own list of `(args, options)`, so `len(batch)`, `batch.commands` and a replay are
 ours. Executing it:
 
-- on one Redis: one pipeline (fed as commands are queued, so no second pass); NOSCRIPT in the
-  results loads every known script and runs the batch once more (what we queue is idempotent);
+- on one Redis: one round trip on one pooled connection (`_run_pipeline`: every command packed
+  into one write, then the answers read in order through redis-py's own parsing and response
+  callbacks, a command's error in its place, as redis-py's pipeline answers with
+  raise_on_error=False, without its per-command bookkeeping, which cost about as much as the
+  commands themselves in the consumer); NOSCRIPT in the results loads every known script and runs
+  the batch once more (what we queue is idempotent);
 - on a cluster: the commands are grouped by the primary that owns their key's slot in the client's
   slot map (computed here: no `COMMAND GETKEYS`, which `ClusterPipeline` sends to its default node
   for EVALSHA, ZUNIONSTORE and the like) and each group is one plain pipeline to that node, in
@@ -32,6 +36,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+import hiredis
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import CoreCommands
@@ -64,7 +69,6 @@ class Batch(CoreCommands):
         self.client = client
         self.cluster = isinstance(client, RedisCluster)
         self.commands: list[tuple[tuple, dict]] = []
-        self._pipe = None if self.cluster else redis.Redis.pipeline(client, transaction=False)
         self._wait: tuple[int, int] | None = None
         self.replicated: list[bool] = []
 
@@ -85,8 +89,6 @@ class Batch(CoreCommands):
 
     def execute_command(self, *args, **options) -> "Batch":
         self.commands.append((args, options))
-        if self._pipe is not None:
-            self._pipe.execute_command(*args, **options)
         return self
 
     def confirm_replicas(self, numreplicas: int, timeout_ms: int) -> None:
@@ -97,8 +99,6 @@ class Batch(CoreCommands):
     def reset(self) -> None:
         self.commands = []
         self._wait = None
-        if self._pipe is not None:
-            self._pipe.reset()
 
     def execute(self, raise_on_error: bool = True) -> list:
         """Send everything queued; the results in queued order (errors in place when
@@ -111,10 +111,7 @@ class Batch(CoreCommands):
         if self.cluster:
             results = _execute_on_cluster(self.client, commands, wait, self.replicated)
         else:
-            pipe, self._pipe = self._pipe, redis.Redis.pipeline(self.client, transaction=False)
-            if wait is not None:
-                pipe.execute_command("WAIT", *wait)
-            results = pipe.execute(raise_on_error=False)
+            results = _run_pipeline(self.client, commands, wait)
             if any(isinstance(result, NoScriptError) for result in results):
                 load_known_scripts(self.client)
                 results = _run_pipeline(self.client, commands, wait)
@@ -157,13 +154,53 @@ def routing_key(args: Sequence) -> Any:
 def _run_pipeline(
     client: redis.Redis, commands: Sequence[tuple[tuple, dict]], wait: tuple[int, int] | None = None
 ) -> list:
-    """The commands in one pipeline, then `WAIT *wait` if given (its answer last)."""
-    pipe = redis.Redis.pipeline(client, transaction=False)
-    for args, options in commands:
-        pipe.execute_command(*args, **options)
+    """The commands in one round trip on one connection of `client`'s pool, then `WAIT *wait` if
+    given (its answer last); a command's Redis error is its answer. A connection error or timeout
+    is retried as the client's `retry` says (on a fresh connection: the batch is idempotent), then
+    raised; a connection that failed, or whose answers were not all read, is closed, never reused."""
     if wait is not None:
-        pipe.execute_command("WAIT", *wait)
-    return pipe.execute(raise_on_error=False)
+        commands = [*commands, (("WAIT", *wait), {})]
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        return connection.retry.call_with_retry(
+            lambda: _round_trip(client, connection, commands), lambda _error: connection.disconnect()
+        )
+    except BaseException:
+        connection.disconnect()  # an answer may be left unread on it
+        raise
+    finally:
+        pool.release(connection)
+
+
+def _round_trip(client: redis.Redis, connection, commands: Sequence[tuple[tuple, dict]]) -> list:
+    connection.send_packed_command(_packed(connection, commands))
+    parse = redis.Redis.parse_response  # reading, NEVER_DECODE, EMPTY_RESPONSE, the callbacks
+    answers = []
+    for args, options in commands:
+        try:
+            answers.append(parse(client, connection, args[0], **options))
+        except redis.ResponseError as exc:
+            answers.append(exc)
+    return answers
+
+
+def _packed(connection, commands: Sequence[tuple[tuple, dict]]) -> list[bytes]:
+    """The commands in the protocol, as one write: hiredis packs each command at once (redis-py's
+    packer checks every argument in Python first); an argument hiredis refuses (a memoryview, a
+    wrong type) falls back to redis-py's packing, which converts it or raises DataError."""
+    try:
+        return [b"".join([hiredis.pack_command(_split_name(args)) for args, _ in commands])]
+    except TypeError:
+        return connection.pack_commands([args for args, _ in commands])
+
+
+def _split_name(args: tuple) -> tuple:
+    """`("SCRIPT LOAD", source)` as two words, as redis-py sends a command of two words."""
+    name = args[0]
+    if type(name) is str and " " in name:
+        return (*name.split(), *args[1:])
+    return args
 
 
 def _enough(answer: Any, wait: tuple[int, int]) -> bool:
