@@ -46,13 +46,13 @@ async def feed_async(request: HttpRequest) -> HttpResponse:
     """Prototype (b): the hot `GET /api/feed` with no sync hop of our own. The bearer token through
     the async ORM, the page (stamp + page MGET) and the counts (one pipeline) through redis.asyncio,
     decoded by the product's own cache classes. Hot path only: a miss answers 503, never a page."""
-    from accounts.auth import _digest
     from accounts.models import AuthToken
+    from accounts.tokens import digest_of
     from feed.selectors import _public, counts, feeds
 
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
-    found = await AuthToken.objects.select_related("user").filter(digest=_digest(token)).afirst()
+    found = await AuthToken.objects.select_related("user").filter(digest=digest_of(token)).afirst()
     if found is None or not found.user.is_active:
         return HttpResponse(b'{"detail":"Unauthorized"}', status=401, content_type="application/json")
     from core.caching.keys import HashTag
