@@ -28,6 +28,7 @@ byte-identical. `core.models.PublishingModel` builds the plan; `core.events.publ
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 
 import orjson
 from django.db import DataError, IntegrityError
@@ -111,7 +112,7 @@ class OneStatementCreate:
         """Run the statement on `connection` (the caller decides the transaction), set the pk,
         and call each outbox row's `written`."""
         sql, params = self.sql(connection.ops.quote_name, now)
-        with connection.cursor() as cursor:
+        with prepared_cursor(connection) as cursor:
             try:
                 cursor.execute(sql, params)
             except DataError as exc:
@@ -132,6 +133,39 @@ class OneStatementCreate:
             for old, new in splices:
                 payload = payload.replace(old, new)
             row.written(outbox_id, payload)
+
+
+@cache
+def _prepared_cursor_class():
+    """Server-side binding, and every statement prepared on its first run (the statement's text
+    depends only on the create's shape, so each shape is planned once per connection). Made on
+    first use: the PostgreSQL backend is imported only where it is the database."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparedCursor(ServerBindingCursor):
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            prepare = True if prepare is None else prepare
+            return super().execute(query, params, prepare=prepare, binary=binary)
+
+        def _convert_query(self, query, params=None):
+            # Kept where Django's query logging reads a psycopg cursor's last statement
+            # (`last_executed_query`: its text, placeholders $1... as prepared), as a client
+            # cursor keeps it; psycopg's server-binding execute does not.
+            self._query = super()._convert_query(query, params)
+            return self._query
+
+    return PreparedCursor
+
+
+def prepared_cursor(connection):
+    """A cursor of `connection` whose statements are prepared, wrapped as Django wraps its own
+    (error translation, execute wrappers, query logging); a plain `connection.cursor()` when the
+    connection has prepared statements off (`prepare_threshold` None: DATABASE_PREPARED_STATEMENTS)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if getattr(raw, "prepare_threshold", None) is None:
+        return connection.cursor()
+    return connection._prepare_cursor(_prepared_cursor_class()(raw))  # what connection.cursor() returns
 
 
 def _json(value: str) -> bytes:

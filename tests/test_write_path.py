@@ -182,3 +182,48 @@ def test_both_paths_publish_the_same_events(transactional_db, settings_on, redis
     ]
     assert [chat_events.conversation_version(e) for e in messages] == [1, 2]
     assert OutboxEvent.objects.count() == 3
+
+
+def _prepared_creates() -> list[str]:
+    """The one-statement creates prepared on this connection (PostgreSQL's own view of it)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'WITH new_row%%'")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+@on_postgresql
+def test_each_create_shape_is_prepared_once_per_connection_and_reused(
+    transactional_db, settings_on, redis_client
+):
+    alice, bob = make_user(), make_user()
+    conversation = conversation_of(alice, bob)
+    posts = [Post.objects.create(author=alice, body=f"post {i}") for i in range(3)]
+    Message.objects.create(conversation=conversation, sender=alice, body="hi")
+    Message.objects.create(conversation=conversation, sender=bob, body="hi back")
+    prepared = _prepared_creates()
+    assert len(prepared) == 2, prepared  # one per shape: the post's, the message's
+    assert sum("feed_post" in statement for statement in prepared) == 1
+    # The prepared statement's values are bound, not pasted in: each row is its own.
+    assert [Post.objects.get(pk=p.pk).body for p in posts] == ["post 0", "post 1", "post 2"]
+    assert list(Message.objects.order_by("pk").values_list("sender__username", flat=True)) == [
+        alice.username,
+        bob.username,
+    ]
+
+
+@on_postgresql
+def test_with_prepared_statements_off_the_create_is_still_one_statement_unprepared(
+    transactional_db, settings_on, redis_client
+):
+    author = make_user()
+    connection.ensure_connection()
+    raw = connection.connection
+    before, raw.prepare_threshold = raw.prepare_threshold, None  # DATABASE_PREPARED_STATEMENTS=false
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            post = Post.objects.create(author=author, body="plain")
+        assert _prepared_creates() == []
+    finally:
+        raw.prepare_threshold = before
+    assert len(queries) == 1
+    assert Post.objects.get(pk=post.pk).body == "plain"

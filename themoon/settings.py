@@ -150,6 +150,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
         "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20),
         "timeout": 10,
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A publishing create's one statement (core/one_statement.py) is sent as a prepared statement,
+    # planned once per connection: ~100 us less per create here. Only that statement: the ORM's own
+    # cursors bind client-side and never prepare. Off (None) behind a pooler that cannot hold
+    # prepared statements (PgBouncer in transaction mode before 1.21, or without
+    # max_prepared_statements).
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        5 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
