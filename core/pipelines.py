@@ -151,6 +151,15 @@ def routing_key(args: Sequence) -> Any:
     return args[1] if len(args) > 1 else None
 
 
+def run_one(client: redis.Redis, args: tuple, options: dict) -> Any:
+    """One command in one round trip, as `client.execute_command(*args, **options)` answers it
+    (a Redis error raised), through `_run_pipeline`."""
+    [answer] = _run_pipeline(client, [(args, options)])
+    if isinstance(answer, redis.ResponseError):
+        raise answer
+    return answer
+
+
 def _run_pipeline(
     client: redis.Redis, commands: Sequence[tuple[tuple, dict]], wait: tuple[int, int] | None = None
 ) -> list:

@@ -12,9 +12,11 @@ import redis
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from core.caching.scripts import LuaScript
+from core.connections import StandaloneRedis
 from core.pipelines import Batch
 
 ECHO = LuaScript("pipelines_test_echo", "return {KEYS[1], ARGV[1]}")
@@ -162,3 +164,20 @@ def test_a_callback_that_raises_mid_batch_never_leaves_the_rest_for_the_next_bat
     pipe = Batch(client)
     pipe.get("a")
     assert pipe.execute() == [b"1"]  # a reused connection would answer SET's OK here
+
+
+def test_a_product_clients_single_command_answers_and_raises_as_redis_py_does(redis_client):
+    """StandaloneRedis sends every command as a batch of one (core.pipelines.run_one)."""
+    if isinstance(redis_client, RedisCluster):
+        redis_client = redis_client.get_redis_connection(redis_client.get_node_from_key("{t}"))
+    ours = StandaloneRedis(connection_pool=redis_client.connection_pool)
+    theirs = redis.Redis(connection_pool=redis_client.connection_pool)
+    ours.set("{t}:n", "not a number")
+    for client in (ours, theirs):
+        assert client.get("{t}:n") == b"not a number"
+        assert client.mget([]) == []  # redis-py's EMPTY_RESPONSE, not an error
+        assert client.blpop(["{t}:never"], timeout=0.05) is None
+        with pytest.raises(redis.ResponseError, match="not an integer"):
+            client.incr("{t}:n")
+        with pytest.raises(NoScriptError):
+            client.evalsha("0" * 40, 0)
