@@ -321,13 +321,21 @@ class _Counting(EventHandler):
             pipe.incr("tests:prepared")
 
 
+class _Other(_Counting):
+    event_types = ("other.happened",)
+    app_label = "other"
+
+
 def test_prepared_registry_applies_bound_handlers_and_leaves_the_original_alone(redis_client):
     registry = HandlerRegistry()
     original = registry.register(_Counting())
+    other = registry.register(_Other())
     events = [Event("thing.happened", 1, {}), Event("thing.happened", 1, {})]
     prepared = registry.prepared(events)
     assert prepared is not registry
     assert registry.handler_for("thing.happened") is original
+    assert prepared.handler_for("other.happened") is other  # not concerned: the same handler
+    assert prepared.handlers_for("thing.happened") != (original,)
 
     pipe = redis_client.pipeline(transaction=False)
     applied = apply(pipe, events, prepared)

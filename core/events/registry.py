@@ -149,9 +149,12 @@ class HandlerRegistry:
                 replaced[key] = bound
         if not replaced:
             return self
+        # Copies of the maps (cheap), rebuilt only for the types a replaced handler handles.
         view = HandlerRegistry()
-        for event_type, handlers in self._by_type.items():
-            bound_handlers = [replaced.get(id(handler), handler) for handler in handlers]
+        view._by_type, view._resolved = dict(self._by_type), dict(self._resolved)
+        touched = {t for key in replaced for t in concerned[key][0].event_types}
+        for event_type in touched:
+            bound_handlers = [replaced.get(id(handler), handler) for handler in self._by_type[event_type]]
             view._by_type[event_type] = bound_handlers
             view._resolved[event_type] = (
                 bound_handlers[0] if len(bound_handlers) == 1 else HandlerGroup(bound_handlers)
