@@ -110,7 +110,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "core.http.LazyMessageMiddleware",  # Django's, with the storage made on first use (the admin's)
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
