@@ -47,10 +47,12 @@ class ThemoonAPI(NinjaAPI):
 # the auth routes carry their own throttles (accounts/throttles.py).
 api = ThemoonAPI(title="themoon", version="1.0", urls_namespace="api", throttle=write_throttles)
 require_json_bodies(api)  # 415 for a body that is not application/json (login CSRF)
+# Django tries URL patterns in order: the feed's routes (the hot reads) first, so a feed request is
+# resolved on the first pattern instead of after the other routers' ~16 (~10% of a hot read).
+api.add_router("/", feed_router)
 api.add_router("/", ops_router)
 api.add_router("/", accounts_router)
 api.add_router("/", users_router)
-api.add_router("/", feed_router)
 api.add_router("/", chat_router)
 
 

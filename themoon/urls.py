@@ -5,8 +5,8 @@ from ops.metrics import metrics_view
 from themoon.api import api
 
 urlpatterns = [
+    path("api/", api.urls),  # first: every API request is resolved past the patterns before it
     path("admin/", admin.site.urls),
-    path("api/", api.urls),
     path("metrics", metrics_view, name="metrics"),
     # The browser client (web/): its pages call the API above like any other client.
     path("", include("web.urls")),
