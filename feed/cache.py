@@ -22,6 +22,7 @@ from core.caching import (
     UNAVAILABLE,
     BaseCacheStrategy,
     CacheAsideStrategy,
+    CacheKeyBuilder,
     HashTag,
     Lease,
     LuaScript,
@@ -87,10 +88,11 @@ class ReactionCountsCache(CacheAsideStrategy, WriteThroughCacheStrategy):
     def counts_key(self, post_id: int) -> str:
         return self.key(HashTag("post", post_id), "reactions")
 
-    def counts_keys(self, post_ids: list[int]) -> dict[int, str]:
-        """counts_key of many posts with one key builder: a feed page's worth on every feed read,
-        where building each key on its own cost about as much as reading them all."""
-        builder = self.key_builder()
+    def counts_keys(self, post_ids: list[int], builder: CacheKeyBuilder | None = None) -> dict[int, str]:
+        """counts_key of many posts with one key builder (this one's, or `builder`, got from
+        `key_builder()` by the caller): a feed page's worth on a feed read, where building each
+        key on its own cost about as much as reading them all."""
+        builder = builder or self.key_builder()
         return {post_id: builder.build(HashTag("post", post_id), "reactions") for post_id in post_ids}
 
     def get_counts(self, post_id: int, loader: Callable[[], dict | None]) -> dict | None:

@@ -43,14 +43,17 @@ def feed_page(user_id: int, before_id: int | None, size: int) -> tuple[list[dict
         tracker.record_user(user_id)
         # The counts of the posts this page held last time are read in the page's own MGET: a hot
         # page costs one round trip, and a page that changed only fetches the counts it lacks.
-        held = counts.counts_keys(list(_page_posts.get((user_id, size), ())))
+        builder = counts.key_builder()
+        prefix, held = _page_posts.get((user_id, size), ("", {}))
+        if prefix != builder.prefix:  # keys of another epoch or schema: built again
+            held = counts.counts_keys(list(held), builder)
         rows, read = feeds.get_feed_and(
             user_id, 1, size, lambda: queries.feed_page(user_id, 1, size), held.values()
         )
         ids = [row["id"] for row in rows]
-        _remember_page(user_id, size, ids)
         next_before = ids[-1] if len(ids) == size else None
-        keys = held if list(held) == ids else counts.counts_keys(ids)  # a hot page: built once
+        keys = held if list(held) == ids else counts.counts_keys(ids, builder)  # a hot page: none built
+        _remember_page(user_id, size, builder.prefix, keys)
         read_counts = {post_id: read[key] for post_id, key in held.items() if key in read}
         stats = counts.get_many_or_load(keys, queries.post_stats_many, read=read_counts)
         return _with_stats(rows, stats), next_before
@@ -59,17 +62,18 @@ def feed_page(user_id: int, before_id: int | None, size: int) -> tuple[list[dict
     return with_counts(rows[:size]), next_before
 
 
-# (user id, page size) -> the post ids of the page 1 this process served them last: only a hint of
-# which counts to read with the page (a wrong one costs the counts' own round trip), so a plain dict,
-# dropped whole at its bound, and no lock (a dict's get and set are atomic).
-_page_posts: dict[tuple[int, int], tuple[int, ...]] = {}
+# (user id, page size) -> (the counts key prefix, {post id: counts key}) of the page 1 this process
+# served them last: only a hint of which counts to read with the page (a wrong one costs the counts'
+# own round trip; keys of another prefix are never used), so a plain dict, dropped whole at its
+# bound, and no lock (a dict's get and set are atomic).
+_page_posts: dict[tuple[int, int], tuple[str, dict[int, str]]] = {}
 _PAGE_POSTS_MAX = 10_000
 
 
-def _remember_page(user_id: int, size: int, post_ids: list[int]) -> None:
+def _remember_page(user_id: int, size: int, prefix: str, keys: dict[int, str]) -> None:
     if len(_page_posts) >= _PAGE_POSTS_MAX:
         _page_posts.clear()
-    _page_posts[user_id, size] = tuple(post_ids)
+    _page_posts[user_id, size] = (prefix, keys)
 
 
 def posts_by(author_id: int, before_id: int | None, size: int) -> tuple[list[dict[str, Any]], int | None]:

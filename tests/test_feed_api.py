@@ -518,6 +518,31 @@ def test_a_hot_feed_page_reads_its_counts_in_the_pages_own_round_trip(
         assert not counts_keys & set(reads[0][1:])
 
 
+def test_a_namespace_bump_retires_the_remembered_counts_keys(monkeypatch, redis_client, as_bob, alice, bob):
+    """The counts keys remembered with a page are of the epoch they were built in: after the feed
+    namespace moves on, none of them is read (an old epoch's entry may hold old counts)."""
+    from core.caching import CacheManager, epochs
+    from feed import selectors
+    from tests.test_caching_strategies import recorder_for
+
+    Follow.objects.create(follower=bob, followee=alice)
+    post = make_post(alice)
+    as_bob.get("/api/feed")
+    old_key = selectors.counts.counts_key(post.pk)
+    CacheManager().bump_namespace("feed")
+    epochs.forget()  # this process learns the new epoch now, not after its trust TTL
+    assert selectors.counts.counts_key(post.pk) != old_key
+    recorder = recorder_for(redis_client)
+    for cache in (selectors.feeds, selectors.counts):
+        monkeypatch.setattr(cache.guard, "_client", recorder)
+
+    [item] = as_bob.get("/api/feed").json()["items"]
+
+    assert item["id"] == post.pk
+    sent = {arg for args in recorder.commands for arg in args[1:]}
+    assert old_key not in sent
+
+
 def test_a_feed_page_read_with_its_remembered_counts_is_current(as_bob, alice, bob):
     """The counts read with the page are the ones of the posts it held last time: a reaction since
     shows, a deleted post (its counts tombstoned) is dropped, and a post it did not hold gets its
