@@ -72,8 +72,7 @@ def _before(cursor: str | None) -> int | None:
 
 
 def _post_for(request: HttpRequest, post_id: int) -> dict:
-    found = _ok_or_404(selectors.post(post_id), "post")
-    return {**found, "my_reaction": selectors.my_reaction(request.auth.pk, post_id)}
+    return _ok_or_404(selectors.post_for(request.auth.pk, post_id), "post")
 
 
 @router.get("/feed", auth=auth, response={200: FeedOut, **_ERRORS})

@@ -19,6 +19,7 @@ from django.conf import settings
 
 from core.caching import (
     ABSENT,
+    MISSING,
     UNAVAILABLE,
     BaseCacheStrategy,
     CacheAsideStrategy,
@@ -54,9 +55,10 @@ class PostDetailCache(CacheAsideStrategy, WriteThroughCacheStrategy):
     def detail_key(self, post_id: int) -> str:
         return self.key(HashTag("post", post_id), "detail")
 
-    def get_post(self, post_id: int, loader: Callable[[], dict | None]) -> dict | None:
-        """The post's detail, or None if it does not exist (a deleted post reads as None)."""
-        return self.get_or_load(self.detail_key(post_id), loader)
+    def get_post(self, post_id: int, loader: Callable[[], dict | None], read: Any = MISSING) -> dict | None:
+        """The post's detail, or None if it does not exist (a deleted post reads as None).
+        `read`: its bytes, read already (`get_or_load`)."""
+        return self.get_or_load(self.detail_key(post_id), loader, read=read)
 
     def get_many_posts(
         self, post_ids: list[int], loader: Callable[[list[int]], dict[int, dict]]
@@ -95,8 +97,8 @@ class ReactionCountsCache(CacheAsideStrategy, WriteThroughCacheStrategy):
         builder = builder or self.key_builder()
         return {post_id: builder.build(HashTag("post", post_id), "reactions") for post_id in post_ids}
 
-    def get_counts(self, post_id: int, loader: Callable[[], dict | None]) -> dict | None:
-        return self.get_or_load(self.counts_key(post_id), loader)
+    def get_counts(self, post_id: int, loader: Callable[[], dict | None], read: Any = MISSING) -> dict | None:
+        return self.get_or_load(self.counts_key(post_id), loader, read=read)
 
     def queue_write(self, pipe: redis.client.Pipeline, stats: dict[str, Any]) -> None:
         """An event's snapshot: updates a present older entry only (never creates one)."""
@@ -127,8 +129,8 @@ class MyReactionCache(CacheAsideStrategy):
     def mine_key(self, user_id: int, post_id: int) -> str:
         return self.key(HashTag("post", post_id), "mine", user_id)
 
-    def get_mine(self, user_id: int, post_id: int, loader: Callable[[], dict]) -> dict:
-        return self.get_or_load(self.mine_key(user_id, post_id), loader)
+    def get_mine(self, user_id: int, post_id: int, loader: Callable[[], dict], read: Any = MISSING) -> dict:
+        return self.get_or_load(self.mine_key(user_id, post_id), loader, read=read)
 
     def queue_changed(self, pipe: redis.client.Pipeline, user_id: int, post_id: int) -> None:
         self.queue_delete(pipe, self.mine_key(user_id, post_id))

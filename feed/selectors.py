@@ -10,6 +10,7 @@ their feed). Every fill here is a lease-guarded fill from the database (core/cac
 from collections.abc import Mapping
 from typing import Any
 
+from core.caching import MISSING, UNAVAILABLE
 from feed import queries
 from feed.cache import MyReactionCache, PostDetailCache, ReactionCountsCache, UserFeedCache
 from feed.discover import DISCOVER_MAX_POSTS, DiscoverCache
@@ -114,24 +115,40 @@ def with_my_reactions(user_id: int, items: list[dict[str, Any]]) -> list[dict[st
     return [{**item, "my_reaction": mine.get(item["id"])} for item in items]
 
 
-def my_reaction(user_id: int, post_id: int) -> str | None:
-    """The user's reaction kind on the post (or None), through its cache (feed.cache.MyReactionCache)."""
+def my_reaction(user_id: int, post_id: int, read: Any = MISSING) -> str | None:
+    """The user's reaction kind on the post (or None), through its cache (feed.cache.MyReactionCache).
+    `read`: the entry's bytes, read already (`post_for`)."""
     found = mine.get_mine(
-        user_id, post_id, lambda: {"kind": queries.reactions_of(user_id, [post_id]).get(post_id)}
+        user_id, post_id, lambda: {"kind": queries.reactions_of(user_id, [post_id]).get(post_id)}, read=read
     )
     return found["kind"] if isinstance(found, dict) else None
 
 
-def post(post_id: int) -> dict[str, Any] | None:
-    """A post's detail with its counts, or None if it does not exist or was deleted."""
-    detail = details.get_post(post_id, lambda: queries.post_detail_or_none(post_id))
+def post(post_id: int, read: tuple[Any, Any] = (MISSING, MISSING)) -> dict[str, Any] | None:
+    """A post's detail with its counts, or None if it does not exist or was deleted. `read`: the
+    bytes of its detail and counts entries, read already (`post_for`)."""
+    detail = details.get_post(post_id, lambda: queries.post_detail_or_none(post_id), read=read[0])
     if detail is None:
         return None
-    stats = counts.get_counts(post_id, lambda: queries.post_stats_or_none(post_id))
+    stats = counts.get_counts(post_id, lambda: queries.post_stats_or_none(post_id), read=read[1])
     if stats is None:  # deleted between the two reads
         return None
     tracker.record_post(post_id)  # counted in process: no round trip (posts to pre-warm)
     return {**detail, "counts": _public(stats)}
+
+
+def post_for(user_id: int, post_id: int) -> dict[str, Any] | None:
+    """`post(post_id)` with the user's `my_reaction`. Its three entries share the post's hash tag
+    (one Redis Cluster slot too), so a hot read is one MGET; each entry's miss, lease or refresh is
+    then its own strategy's, as if read alone. Redis down: all three go to the database."""
+    keys = [details.detail_key(post_id), counts.counts_key(post_id), mine.mine_key(user_id, post_id)]
+    client = details.client
+    raws = details.guard.call("get_post", keys[0], lambda: client.mget(keys), None)
+    detail_raw, counts_raw, mine_raw = (UNAVAILABLE,) * 3 if raws is None else raws
+    found = post(post_id, read=(detail_raw, counts_raw))
+    if found is None:
+        return None
+    return {**found, "my_reaction": my_reaction(user_id, post_id, read=mine_raw)}
 
 
 def post_exists(post_id: int) -> bool:

@@ -195,6 +195,31 @@ def test_a_batch_read_fetches_only_the_keys_the_caller_has_not_read(posts, redis
     assert fetched == [keys[3]]
 
 
+def test_a_single_read_uses_the_callers_bytes_once_then_asks_redis(posts, redis_client):
+    from tests.test_caching_strategies import recorder_for
+
+    key = posts.key("post", 7)
+    posts.get_or_load(key, lambda: {"id": 7})
+    recorder = recorder_for(redis_client)
+    reader = Posts(client=recorder)
+
+    # The caller's bytes: served with no read of its own.
+    assert reader.get_or_load(key, lambda: {"id": "loaded"}, read=redis_client.get(key)) == {"id": 7}
+    assert [args for args in recorder.commands if args[0].upper() == "GET"] == []
+
+    # The caller read it absent, but it is there now: the fill finds the key taken (no lease),
+    # so the read is made again, from Redis, and serves what is there.
+    assert reader.get_or_load(key, lambda: {"id": "loaded"}, read=None) == {"id": 7}
+    assert [args[1] for args in recorder.commands if args[0].upper() == "GET"] == [key]
+
+    # The caller's read failed: the source answers, nothing is stored, Redis is not asked.
+    recorder.commands.clear()
+    from core.caching import UNAVAILABLE
+
+    assert reader.get_or_load(posts.key("post", 8), lambda: {"id": 8}, read=UNAVAILABLE) == {"id": 8}
+    assert recorder.commands == []
+
+
 class Memoized(Posts):
     decode_memo_size = 3
 

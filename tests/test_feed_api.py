@@ -518,6 +518,30 @@ def test_a_hot_feed_page_reads_its_counts_in_the_pages_own_round_trip(
         assert not counts_keys & set(reads[0][1:])
 
 
+def test_a_hot_post_read_is_one_mget_of_its_detail_counts_and_my_reaction(
+    monkeypatch, redis_client, as_bob, alice, bob
+):
+    from feed import selectors
+    from tests.test_caching_strategies import recorder_for
+
+    post = make_post(alice)
+    post_json(as_bob, f"/api/posts/{post.pk}/reactions", {"kind": "love"})
+    as_bob.get(f"/api/posts/{post.pk}")  # every entry filled
+    recorder = recorder_for(redis_client)
+    for cache in (selectors.details, selectors.counts, selectors.mine):
+        monkeypatch.setattr(cache.guard, "_client", recorder)
+
+    body = as_bob.get(f"/api/posts/{post.pk}").json()
+
+    assert (body["id"], body["my_reaction"], body["counts"]["reactions"]["love"]) == (post.pk, "love", 1)
+    assert [args[0].upper() for args in recorder.commands] == ["MGET"]  # on a cluster too: one slot
+    assert set(recorder.commands[0][1:]) == {
+        selectors.details.detail_key(post.pk),
+        selectors.counts.counts_key(post.pk),
+        selectors.mine.mine_key(bob.pk, post.pk),
+    }
+
+
 def test_a_namespace_bump_retires_the_remembered_counts_keys(monkeypatch, redis_client, as_bob, alice, bob):
     """The counts keys remembered with a page are of the epoch they were built in: after the feed
     namespace moves on, none of them is read (an old epoch's entry may hold old counts)."""

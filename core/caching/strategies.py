@@ -361,8 +361,12 @@ class CacheAsideStrategy(BaseCacheStrategy):
         value = loader(*args)
         return value, max(0.0, self.clock() - started)
 
-    def get_or_load(self, key: str, loader: Callable[[], T], ttl: int | None = None) -> T:
-        """The cached value, or `loader()`'s, filled under a lease.
+    def get_or_load(
+        self, key: str, loader: Callable[[], T], ttl: int | None = None, read: Any = MISSING
+    ) -> T:
+        """The cached value, or `loader()`'s, filled under a lease. `read`: the key's bytes (or
+        None), already read by the caller in a round trip of its own (e.g. one MGET of a post's
+        keys), or UNAVAILABLE when that read failed; only a read again (after a wait) goes to Redis.
 
         N concurrent misses run `loader` once: the others wait (up to CACHE_LEASE_WAIT_SECONDS) for
         the value, then load without caching. If the key is written or deleted while the loader runs,
@@ -375,15 +379,19 @@ class CacheAsideStrategy(BaseCacheStrategy):
         guard, client = self.guard, self.client
         load_seconds = 0.0
         refreshed = False
+        given = read
 
         def timed_loader() -> T:
             nonlocal load_seconds
             value, load_seconds = self.timed(loader)
             return value
 
-        def read() -> Any:
-            nonlocal refreshed
-            raw = guard.call("get", key, lambda: client.get(key), UNAVAILABLE)
+        def read_key() -> Any:
+            nonlocal refreshed, given
+            if given is not MISSING:
+                raw, given = given, MISSING
+            else:
+                raw = guard.call("get", key, lambda: client.get(key), UNAVAILABLE)
             if raw is UNAVAILABLE:
                 return UNAVAILABLE
             if raw is None:
@@ -412,7 +420,7 @@ class CacheAsideStrategy(BaseCacheStrategy):
                 guard.call("fill", key, lambda: fill_leased(client, lease, payload, ttl_ms_), False)
 
         return read_through(
-            read,
+            read_key,
             lambda: fill_under_lease(guard, key, timed_loader, store),
             loader,
             lambda hit: self.record_lookup(hit and not refreshed),
