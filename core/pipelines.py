@@ -91,6 +91,23 @@ class Batch(CoreCommands):
         self.commands.append((args, options))
         return self
 
+    def set(self, name, value, ex=None, px=None, nx=False, xx=False, **more):
+        """redis-py's `set` for what the product queues (ex or px in whole seconds or milliseconds,
+        nx or xx), built here: redis-py's own checks its arguments for experimental ones through a
+        decorator, which cost a tenth of the stream consumer's time. Anything else: redis-py's."""
+        if more or (nx and xx) or (ex is not None and px is not None) or _not_int(ex) or _not_int(px):
+            return super().set(name, value, ex=ex, px=px, nx=nx, xx=xx, **more)
+        args = ["SET", name, value]
+        if nx:
+            args.append("NX")
+        elif xx:
+            args.append("XX")
+        if ex is not None:
+            args += ("EX", ex)
+        elif px is not None:
+            args += ("PX", px)
+        return self.execute_command(*args)
+
     def confirm_replicas(self, numreplicas: int, timeout_ms: int) -> None:
         """At `execute()`: a WAIT after each node's commands; `self.replicated` says per command
         whether its node's WAIT reported `numreplicas` or more (module docstring)."""
@@ -122,6 +139,10 @@ class Batch(CoreCommands):
                 if isinstance(result, Exception):
                     raise result
         return results
+
+
+def _not_int(value: Any) -> bool:
+    return value is not None and type(value) is not int
 
 
 def batch(client: redis.Redis | RedisCluster) -> Batch:

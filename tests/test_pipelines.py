@@ -6,12 +6,14 @@ The cluster's per-node batches go through the same function (tests/test_pipeline
 
 import hashlib
 import re
+from datetime import timedelta
 
 import pytest
 import redis
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.commands.core import CoreCommands
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
@@ -181,3 +183,44 @@ def test_a_product_clients_single_command_answers_and_raises_as_redis_py_does(re
             client.incr("{t}:n")
         with pytest.raises(NoScriptError):
             client.evalsha("0" * 40, 0)
+
+
+class _Queued(CoreCommands):
+    """redis-py's own command methods, recording what they would send."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple] = []
+
+    def execute_command(self, *args, **options):
+        self.commands.append((args, options))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"px": 1500},
+        {"ex": 30},
+        {"nx": True, "px": 10},
+        {"xx": True, "ex": 5},
+        {"nx": True},
+        {"px": timedelta(milliseconds=250)},  # not an int: redis-py's own set
+        {"nx": True, "px": 10, "get": True},  # GET changes the answer's callback: redis-py's
+        {"keepttl": True},
+    ],
+    ids=str,
+)
+def test_a_batchs_set_queues_what_redis_pys_set_sends(options, redis_client):
+    theirs = _Queued()
+    theirs.set("{t}:k", "v", **options)
+    ours = Batch(redis_client)
+    ours.set("{t}:k", "v", **options)
+    assert [(list(args), opts) for args, opts in ours.commands] == [
+        (list(args), opts) for args, opts in theirs.commands
+    ]
+
+
+def test_a_batchs_set_refuses_what_redis_py_refuses(redis_client):
+    for options in ({"ex": 1, "px": 1}, {"nx": True, "xx": True}):
+        with pytest.raises(redis.DataError):
+            Batch(redis_client).set("{t}:k", "v", **options)
