@@ -161,11 +161,13 @@ def prepared_cursor(connection):
     """A cursor of `connection` whose statements are prepared, wrapped as Django wraps its own
     (error translation, execute wrappers, query logging); a plain `connection.cursor()` when the
     connection has prepared statements off (`prepare_threshold` None: DATABASE_PREPARED_STATEMENTS)."""
+    connection.close_if_health_check_failed()  # what connection.cursor() does first (CONN_HEALTH_CHECKS)
     connection.ensure_connection()
     raw = connection.connection
     if getattr(raw, "prepare_threshold", None) is None:
         return connection.cursor()
-    return connection._prepare_cursor(_prepared_cursor_class()(raw))  # what connection.cursor() returns
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_prepared_cursor_class()(raw))  # what connection.cursor() returns
 
 
 def _json(value: str) -> bytes:

@@ -1,6 +1,10 @@
 """Settings we rely on: JSON everywhere (no pickle), our serializer in CACHES, the user model,
 short Redis timeouts and no retries on the cache client."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -90,3 +94,18 @@ def test_cache_timings_are_positive(name):
 
 def test_key_function_adds_no_second_prefix():
     assert caches["default"].make_key("feed:v1:x") == "feed:v1:x"
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "5"), ("false", "None")])
+def test_database_prepared_statements_sets_psycopgs_prepare_threshold(value, expected):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_PREPARED_STATEMENTS"}
+    env.update(DATABASE_URL="postgres://u@127.0.0.1:5432/db", DJANGO_SETTINGS_MODULE="themoon.settings")
+    env.setdefault("DJANGO_SECRET_KEY", "settings-test-secret-key-not-used-anywhere-else")
+    if value is not None:
+        env["DATABASE_PREPARED_STATEMENTS"] = value
+    code = (
+        "from django.conf import settings; "
+        "print(settings.DATABASES['default']['OPTIONS']['prepare_threshold'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
