@@ -11,7 +11,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from feed.models import Comment, Follow, Post, Reaction
-from feed.payloads import comment_payload, post_detail, post_stats
+from feed.payloads import POST_DETAIL_COLUMNS, comment_payload, post_detail_of_row, post_stats
 
 # Above this many followees the author list goes to the database as a subquery instead.
 FEED_INLINE_AUTHORS_MAX = 5000
@@ -33,19 +33,21 @@ def feed_page(user_id: int, page: int, size: int) -> list[dict[str, Any]]:
     posts query carries it as a subquery per row: no third query).
     """
     offset = (page - 1) * size
-    posts = _feed_posts(user_id).order_by("-id")[offset : offset + size]
-    return [_with_mine(post) for post in posts]
+    return _with_mine(_feed_posts(user_id).order_by("-id")[offset : offset + size])
 
 
 def feed_before(user_id: int, before_id: int, limit: int) -> list[dict[str, Any]]:
     """The `limit` feed posts just older than post id `before_id`, newest first: the API's deeper
     pages, by keyset (an id range per author, never an OFFSET scan). With `my_reaction`, as pages."""
-    posts = _feed_posts(user_id).filter(id__lt=before_id).order_by("-id")[:limit]
-    return [_with_mine(post) for post in posts]
+    return _with_mine(_feed_posts(user_id).filter(id__lt=before_id).order_by("-id")[:limit])
 
 
-def _with_mine(post: Post) -> dict[str, Any]:
-    return {**post_detail(post), "my_reaction": post.my_reaction}
+def _with_mine(posts) -> list[dict[str, Any]]:
+    """The details of `posts` (a `_feed_posts` queryset) with `my_reaction`, from value rows."""
+    return [
+        {**post_detail_of_row(row), "my_reaction": row[-1]}
+        for row in posts.values_list(*POST_DETAIL_COLUMNS, "my_reaction")
+    ]
 
 
 def _feed_posts(user_id: int):
@@ -56,22 +58,21 @@ def _feed_posts(user_id: int):
     else:
         authors = Q(author_id__in=[*author_ids, user_id])
     mine = Reaction.objects.filter(post_id=OuterRef("pk"), user_id=user_id).values("kind")[:1]
-    return Post.objects.filter(authors).select_related("author").annotate(my_reaction=Subquery(mine))
+    return Post.objects.filter(authors).annotate(my_reaction=Subquery(mine))
 
 
 def posts_by(author_id: int, before_id: int | None, limit: int) -> list[dict[str, Any]]:
     """A user's own posts, newest first, older than `before_id` (keyset on the (author, -id) index)."""
-    posts = Post.objects.filter(author_id=author_id).select_related("author").order_by("-id")
+    posts = Post.objects.filter(author_id=author_id).order_by("-id")
     if before_id is not None:
         posts = posts.filter(id__lt=before_id)
-    return [post_detail(post) for post in posts[:limit]]
+    return [post_detail_of_row(row) for row in posts.values_list(*POST_DETAIL_COLUMNS)[:limit]]
 
 
 def post_details_many(post_ids: list[int]) -> dict[int, dict[str, Any]]:
     """post_detail_or_none for many posts in one query; missing posts are left out."""
-    return {
-        post.pk: post_detail(post) for post in Post.objects.filter(pk__in=post_ids).select_related("author")
-    }
+    rows = Post.objects.filter(pk__in=post_ids).values_list(*POST_DETAIL_COLUMNS)
+    return {row[0]: post_detail_of_row(row) for row in rows}
 
 
 def reactions_of(user_id: int, post_ids: list[int]) -> dict[int, str]:
@@ -98,8 +99,8 @@ def follow_page(user_id: int, direction: str, before_id: int | None, limit: int)
 
 
 def post_detail_or_none(post_id: int) -> dict[str, Any] | None:
-    post = Post.objects.select_related("author").filter(pk=post_id).first()
-    return None if post is None else post_detail(post)
+    row = Post.objects.filter(pk=post_id).values_list(*POST_DETAIL_COLUMNS).first()
+    return None if row is None else post_detail_of_row(row)
 
 
 def post_stats_or_none(post_id: int) -> dict[str, Any] | None:

@@ -590,6 +590,28 @@ def test_a_feed_page_read_with_its_remembered_counts_is_current(as_bob, alice, b
     assert items[kept.pk]["counts"]["reactions"]["wow"] == 1
 
 
+def test_the_database_reads_give_each_post_as_post_detail_does(alice, bob):
+    """The fills read value rows (feed.payloads.POST_DETAIL_COLUMNS), not Post instances: the same
+    dict as post_detail of the instance, in every read that fills a cache."""
+    from feed import queries
+    from feed.payloads import post_detail
+
+    Follow.objects.create(follower=bob, followee=alice)
+    older, newer = make_post(alice), make_post(alice)
+    Reaction.objects.create(post=older, user=bob, kind="sad")
+    expected = {
+        post.pk: post_detail(Post.objects.select_related("author").get(pk=post.pk)) for post in (older, newer)
+    }
+
+    assert queries.post_detail_or_none(older.pk) == expected[older.pk]
+    assert queries.post_details_many([older.pk, newer.pk, 10**9]) == expected
+    assert queries.posts_by(alice.pk, None, 10) == [expected[newer.pk], expected[older.pk]]
+    mine = {older.pk: "sad", newer.pk: None}
+    page = [{**expected[p.pk], "my_reaction": mine[p.pk]} for p in (newer, older)]
+    assert queries.feed_page(bob.pk, 1, 10) == page
+    assert queries.feed_before(bob.pk, newer.pk, 10) == page[1:]
+
+
 def test_post_stats_are_read_in_one_query_with_their_version(django_assert_num_queries, alice, bob):
     from feed import queries
 
