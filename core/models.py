@@ -175,12 +175,19 @@ class PublishingModel(models.Model):
             raise
         finally:
             setattr(connection, one_statement.ATTRIBUTE, None)
-        try:
+
+        def run() -> None:
             if connection.in_atomic_block:
                 with transaction.atomic(using=using):
                     plan.execute(connection, timezone.now())
             else:
                 plan.execute(connection, timezone.now())
+
+        try:
+            try:
+                run()
+            except one_statement.PreparedStatementLost:
+                run()  # nothing was written (its savepoint rolled back); now unprepared
         except BaseException:
             self._forget_insert()
             raise

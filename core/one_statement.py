@@ -25,16 +25,26 @@ byte-identical. `core.models.PublishingModel` builds the plan; `core.events.publ
 `fold`-aware model methods (chat's `message_changed`) add to it while it is pending on the connection.
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 
 import orjson
-from django.db import DataError, IntegrityError
+from django.db import DataError, IntegrityError, ProgrammingError
 
 ATTRIBUTE = "_themoon_one_statement"
 DIVISION_BY_ZERO = "22012"  # the statement's own check (module docstring)
+INVALID_STATEMENT_NAME = "26000"  # a prepared statement the server no longer has
+
+logger = logging.getLogger("core.one_statement")
+
+
+class PreparedStatementLost(ProgrammingError):
+    """The server dropped this connection's prepared statements behind psycopg's back (a pooler's
+    DEALLOCATE ALL or DISCARD ALL): nothing was written, and the connection prepares no more, so
+    running the statement again is safe and succeeds (`core.models.PublishingModel`)."""
 
 
 def placeholder(index: int) -> str:
@@ -121,6 +131,11 @@ class OneStatementCreate:
                 raise IntegrityError(
                     f"{type(self.instance).__name__} not created: a row its receivers fold in is missing"
                 ) from exc
+            except ProgrammingError as exc:
+                if getattr(exc.__cause__, "sqlstate", None) != INVALID_STATEMENT_NAME:
+                    raise
+                _stop_preparing(connection)
+                raise PreparedStatementLost(str(exc)) from exc
             result = cursor.fetchone()
         pk, texts = result[0], result[1 : 1 + len(self.folds)]
         setattr(self.instance, self.instance._meta.pk.attname, pk)
@@ -168,6 +183,16 @@ def prepared_cursor(connection):
         return connection.cursor()
     with connection.wrap_database_errors:
         return connection._prepare_cursor(_prepared_cursor_class()(raw))  # what connection.cursor() returns
+
+
+def _stop_preparing(connection) -> None:
+    """Prepare nothing more on this connection (psycopg's own switch): its statements can vanish."""
+    logger.warning(
+        "the database dropped this connection's prepared statements (a pooler resetting server "
+        "connections?): this connection goes on unprepared; DATABASE_PREPARED_STATEMENTS=false "
+        "turns them off everywhere"
+    )
+    connection.connection.prepare_threshold = None
 
 
 def _json(value: str) -> bytes:

@@ -227,3 +227,37 @@ def test_with_prepared_statements_off_the_create_is_still_one_statement_unprepar
         raw.prepare_threshold = before
     assert len(queries) == 1
     assert Post.objects.get(pk=post.pk).body == "plain"
+
+
+def _lose_prepared_statements() -> None:
+    """What a pooler resetting the server connection does: the server forgets this connection's
+    prepared statements, psycopg does not know."""
+    connection.connection.pgconn.exec_(b"DEALLOCATE ALL")
+
+
+@on_postgresql
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["autocommit", "in-a-transaction"])
+def test_a_create_whose_prepared_statement_the_server_dropped_is_written_once_unprepared(
+    transactional_db, settings_on, redis_client, caplog, in_transaction
+):
+    author = make_user()
+    Post.objects.create(author=author, body="prepared")
+    assert len(_prepared_creates()) == 1
+    before = connection.connection.prepare_threshold
+    _lose_prepared_statements()
+    try:
+        with caplog.at_level("WARNING", logger="core.one_statement"):
+            if in_transaction:
+                with transaction.atomic():
+                    Post.objects.create(author=author, body="again")
+                    Post.objects.create(author=author, body="also")  # the transaction is usable
+            else:
+                Post.objects.create(author=author, body="again")
+                Post.objects.create(author=author, body="also")
+        assert "dropped this connection's prepared statements" in caplog.text
+        assert _prepared_creates() == []  # this connection prepares no more
+    finally:
+        connection.connection.prepare_threshold = before
+    assert list(Post.objects.order_by("pk").values_list("body", flat=True)) == ["prepared", "again", "also"]
+    created = [e.data["post"]["id"] for _, e in stream(redis_client, feed_events.DOMAIN)]
+    assert created == [p.pk for p in Post.objects.order_by("pk")]  # one event each, none twice
