@@ -9,15 +9,10 @@ from feed.models import Comment, Post, Reaction
 
 def post_detail(post: Post) -> dict[str, Any]:
     """A post as the API serves it and the detail cache stores it (versioned)."""
-    return {
-        "id": post.pk,
-        "author_id": post.author_id,
-        "author": post.saved_author_name or post.author.username,
-        "body": post.body,
-        "created_at": post.created_at,
-        "updated_at": post.updated_at,
-        "version": post.version,
-    }
+    author = post.saved_author_name or post.author.username
+    return post_detail_of_row(
+        (post.pk, post.author_id, author, post.body, post.created_at, post.updated_at, post.version)
+    )
 
 
 # `post_detail`'s values as columns, for the reads that fill the caches: a row of these (values_list)
@@ -27,7 +22,7 @@ POST_DETAIL_COLUMNS = ("id", "author_id", "author__username", "body", "created_a
 
 
 def post_detail_of_row(row: Sequence[Any]) -> dict[str, Any]:
-    """`post_detail` of a row whose first values are POST_DETAIL_COLUMNS'."""
+    """`post_detail` of a row whose first values are POST_DETAIL_COLUMNS' (the shape's one place)."""
     return {
         "id": row[0],
         "author_id": row[1],
