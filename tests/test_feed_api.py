@@ -491,20 +491,27 @@ def test_counts_keys_are_the_counts_key_of_each_post():
     assert cache.counts_keys([3, 1, 2]) == {i: cache.counts_key(i) for i in (3, 1, 2)}
 
 
+def _recording(monkeypatch, redis_client, *caches):
+    """A real client on the test's Redis that records what `caches` send from now on."""
+    from tests.test_caching_strategies import recorder_for
+
+    recorder = recorder_for(redis_client)
+    for cache in caches:
+        monkeypatch.setattr(cache.guard, "_client", recorder)
+    return recorder
+
+
 def test_a_hot_feed_page_reads_its_counts_in_the_pages_own_round_trip(
     monkeypatch, redis_client, as_bob, alice, bob
 ):
     import redis
 
     from feed import selectors
-    from tests.test_caching_strategies import recorder_for
 
     Follow.objects.create(follower=bob, followee=alice)
     posts = [make_post(alice) for _ in range(3)]
     as_bob.get("/api/feed")  # filled; this process now knows which posts the page holds
-    recorder = recorder_for(redis_client)
-    for cache in (selectors.feeds, selectors.counts):
-        monkeypatch.setattr(cache.guard, "_client", recorder)
+    recorder = _recording(monkeypatch, redis_client, selectors.feeds, selectors.counts)
 
     items = as_bob.get("/api/feed").json()["items"]
 
@@ -522,14 +529,11 @@ def test_a_hot_post_read_is_one_mget_of_its_detail_counts_and_my_reaction(
     monkeypatch, redis_client, as_bob, alice, bob
 ):
     from feed import selectors
-    from tests.test_caching_strategies import recorder_for
 
     post = make_post(alice)
     post_json(as_bob, f"/api/posts/{post.pk}/reactions", {"kind": "love"})
     as_bob.get(f"/api/posts/{post.pk}")  # every entry filled
-    recorder = recorder_for(redis_client)
-    for cache in (selectors.details, selectors.counts, selectors.mine):
-        monkeypatch.setattr(cache.guard, "_client", recorder)
+    recorder = _recording(monkeypatch, redis_client, selectors.details, selectors.counts, selectors.mine)
 
     body = as_bob.get(f"/api/posts/{post.pk}").json()
 
@@ -547,7 +551,6 @@ def test_a_namespace_bump_retires_the_remembered_counts_keys(monkeypatch, redis_
     namespace moves on, none of them is read (an old epoch's entry may hold old counts)."""
     from core.caching import CacheManager, epochs
     from feed import selectors
-    from tests.test_caching_strategies import recorder_for
 
     Follow.objects.create(follower=bob, followee=alice)
     post = make_post(alice)
@@ -556,9 +559,7 @@ def test_a_namespace_bump_retires_the_remembered_counts_keys(monkeypatch, redis_
     CacheManager().bump_namespace("feed")
     epochs.forget()  # this process learns the new epoch now, not after its trust TTL
     assert selectors.counts.counts_key(post.pk) != old_key
-    recorder = recorder_for(redis_client)
-    for cache in (selectors.feeds, selectors.counts):
-        monkeypatch.setattr(cache.guard, "_client", recorder)
+    recorder = _recording(monkeypatch, redis_client, selectors.feeds, selectors.counts)
 
     [item] = as_bob.get("/api/feed").json()["items"]
 

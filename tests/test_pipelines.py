@@ -59,12 +59,17 @@ def _answers(pipe) -> list:
     return out
 
 
+def _own_client(**kwargs) -> redis.Redis:
+    """A private plain client of the test's Redis (one server)."""
+    return redis.Redis.from_url(settings.REDIS_URL, **kwargs)
+
+
 def _server_of_t(redis_client, **kwargs) -> redis.Redis:
     """A plain client of the server that holds the keys of slot {t} (on a cluster: its master)."""
     if isinstance(redis_client, RedisCluster):
         node = redis_client.get_node_from_key("{t}")
         return redis.Redis(host=node.host, port=node.port, **kwargs)
-    return redis.Redis.from_url(settings.REDIS_URL, **kwargs)
+    return _own_client(**kwargs)
 
 
 @pytest.mark.parametrize("decode", [False, True], ids=["bytes", "decoded"])
@@ -98,10 +103,6 @@ def test_an_argument_redis_cannot_take_raises_before_anything_is_sent(redis_clie
     with pytest.raises(redis.DataError):
         pipe.execute()
     assert redis_client.exists("{t}:before") == 0
-
-
-def _own_client(**kwargs) -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, **kwargs)
 
 
 def _batch_killing_its_own_connection(client: redis.Redis) -> Batch:
