@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from core.compiled_queries import CompiledQuery
 from feed.models import Comment, Follow, Post, Reaction
 from feed.payloads import POST_DETAIL_COLUMNS, comment_payload, post_detail_of_row, post_stats
 
@@ -31,34 +32,79 @@ def feed_page(user_id: int, page: int, size: int) -> list[dict[str, Any]]:
     query: the page is the user's alone, and their reaction events give them a new feed stamp
     (feed.handlers.StatsHandler), so a cached page never shows a reaction they changed since (the
     posts query carries it as a subquery per row: no third query).
+
+    Both queries run from SQL compiled once per shape (core/compiled_queries.py): building and
+    compiling them was more of a feed miss than running them.
     """
     offset = (page - 1) * size
-    return _with_mine(_feed_posts(user_id).order_by("-id")[offset : offset + size])
+    authors = _authors(user_id)
+    if authors is None:
+        return _with_mine(_feed_posts(user_id, None).order_by("-id")[offset : offset + size])
+    return _details_with_mine(_feed_page_rows(user_id, authors, start=offset, stop=offset + size))
 
 
 def feed_before(user_id: int, before_id: int, limit: int) -> list[dict[str, Any]]:
     """The `limit` feed posts just older than post id `before_id`, newest first: the API's deeper
     pages, by keyset (an id range per author, never an OFFSET scan). With `my_reaction`, as pages."""
-    return _with_mine(_feed_posts(user_id).filter(id__lt=before_id).order_by("-id")[:limit])
+    authors = _authors(user_id)
+    if authors is None:
+        posts = _feed_posts(user_id, None).filter(id__lt=before_id).order_by("-id")
+        return _with_mine(posts[:limit])
+    return _details_with_mine(_feed_rows_before(user_id, authors, before_id, limit=limit))
+
+
+def _followees(user_id: int):
+    return Follow.objects.filter(follower_id=user_id).values_list("followee_id", flat=True)
+
+
+def _followees_upto(user_id: int, *, limit: int):
+    return _followees(user_id)[:limit]
+
+
+_followee_ids = CompiledQuery(_followees_upto)
+
+
+def _authors(user_id: int) -> list[int] | None:
+    """The authors of the user's feed (their followees and themself), or None above
+    FEED_INLINE_AUTHORS_MAX followees (the posts query then reads them in a subquery)."""
+    author_ids = _followee_ids(user_id, limit=FEED_INLINE_AUTHORS_MAX + 1)
+    return None if len(author_ids) > FEED_INLINE_AUTHORS_MAX else [*author_ids, user_id]
+
+
+def _feed_posts(user_id: int, authors: list[int] | None):
+    """The user's feed posts by `authors` (None: their followees in a subquery, and themself),
+    with `my_reaction`."""
+    if authors is None:
+        by = Q(author_id__in=_followees(user_id)) | Q(author_id=user_id)
+    else:
+        by = Q(author_id__in=authors)
+    mine = Reaction.objects.filter(post_id=OuterRef("pk"), user_id=user_id).values("kind")[:1]
+    return Post.objects.filter(by).annotate(my_reaction=Subquery(mine))
+
+
+def _feed_values(posts):
+    return posts.values_list(*POST_DETAIL_COLUMNS, "my_reaction")
+
+
+def _page_values(user_id: int, authors: list[int], *, start: int, stop: int):
+    return _feed_values(_feed_posts(user_id, authors).order_by("-id")[start:stop])
+
+
+def _values_before(user_id: int, authors: list[int], before_id: int, *, limit: int):
+    return _feed_values(_feed_posts(user_id, authors).filter(id__lt=before_id).order_by("-id")[:limit])
+
+
+_feed_page_rows = CompiledQuery(_page_values)
+_feed_rows_before = CompiledQuery(_values_before)
 
 
 def _with_mine(posts) -> list[dict[str, Any]]:
     """The details of `posts` (a `_feed_posts` queryset) with `my_reaction`, from value rows."""
-    return [
-        {**post_detail_of_row(row), "my_reaction": row[-1]}
-        for row in posts.values_list(*POST_DETAIL_COLUMNS, "my_reaction")
-    ]
+    return _details_with_mine(_feed_values(posts))
 
 
-def _feed_posts(user_id: int):
-    followees = Follow.objects.filter(follower_id=user_id).values_list("followee_id", flat=True)
-    author_ids = list(followees[: FEED_INLINE_AUTHORS_MAX + 1])
-    if len(author_ids) > FEED_INLINE_AUTHORS_MAX:
-        authors = Q(author_id__in=followees) | Q(author_id=user_id)
-    else:
-        authors = Q(author_id__in=[*author_ids, user_id])
-    mine = Reaction.objects.filter(post_id=OuterRef("pk"), user_id=user_id).values("kind")[:1]
-    return Post.objects.filter(authors).annotate(my_reaction=Subquery(mine))
+def _details_with_mine(rows) -> list[dict[str, Any]]:
+    return [{**post_detail_of_row(row), "my_reaction": row[-1]} for row in rows]
 
 
 def posts_by(author_id: int, before_id: int | None, limit: int) -> list[dict[str, Any]]:
@@ -114,9 +160,21 @@ def post_stats_many(post_ids: list[int]) -> dict[int, dict[str, Any]]:
     (a reaction and its version bump commit together). It was three queries (versions first,
     then the counts): on a feed miss after a new post, a third of the read.
 
-    One row per (post, reaction kind present), the comments counted by a subquery per post."""
+    One row per (post, reaction kind present), the comments counted by a subquery per post; from
+    SQL compiled once per number of posts (core/compiled_queries.py)."""
+    stats: dict[int, dict[str, Any]] = {}
+    if not post_ids:
+        return stats
+    for post_id, version, kind, n, n_comments in _stats_rows(post_ids):
+        found = stats.setdefault(post_id, post_stats(post_id, version, comments=n_comments))
+        if kind is not None:
+            found["reactions"][kind] = n
+    return stats
+
+
+def _stats_values(post_ids: list[int]):
     comments = Comment.objects.filter(post_id=OuterRef("pk")).order_by().values("post_id")
-    rows = (
+    return (
         Post.objects.filter(pk__in=post_ids)
         .values_list("id", "stats_version", "reactions__kind")
         .annotate(
@@ -127,12 +185,9 @@ def post_stats_many(post_ids: list[int]) -> dict[int, dict[str, Any]]:
         )
         .order_by()
     )
-    stats: dict[int, dict[str, Any]] = {}
-    for post_id, version, kind, n, n_comments in rows:
-        found = stats.setdefault(post_id, post_stats(post_id, version, comments=n_comments))
-        if kind is not None:
-            found["reactions"][kind] = n
-    return stats
+
+
+_stats_rows = CompiledQuery(_stats_values)
 
 
 def _follow_count(field: str) -> Coalesce:
