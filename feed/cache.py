@@ -30,8 +30,8 @@ from core.caching import (
     WriteThroughCacheStrategy,
     fill_under_lease,
     new_token,
+    queue_release,
     read_through,
-    release_lease,
     ttl_ms,
 )
 
@@ -267,9 +267,15 @@ class UserFeedCache(CacheAsideStrategy):
             return ABSENT if items is None else items
 
         def store(lease: Lease, items: list[dict]) -> None:
-            if stamp is not None:
-                self.set(page_key, self.page_value(stamp, items))
-            self.guard.call("release", lease_key, lambda: release_lease(client, lease), False)
+            # The page and the lease's release in one round trip (both under the user's hash tag).
+            def run() -> None:
+                pipe = client.pipeline(transaction=False)
+                if stamp is not None:
+                    self.queue_set(pipe, page_key, self.page_value(stamp, items))
+                queue_release(pipe, lease)
+                pipe.execute()
+
+            self.guard.call("store", page_key, run, None)
 
         def load() -> list[dict]:
             nonlocal stamp

@@ -191,8 +191,59 @@ def test_a_batch_read_fetches_only_the_keys_the_caller_has_not_read(posts, redis
 
     assert found == {1: {"id": 1}, 2: {"id": 2, "loaded": True}, 3: {"id": 3}}
     assert loads == [[2]]  # what the caller found absent is loaded, not re-read
-    fetched = [key for args in recorder.commands if args[0].upper() in ("GET", "MGET") for key in args[1:]]
-    assert fetched == [keys[3]]
+    assert _keys_read(recorder.commands) == [keys[3]]
+
+
+def _keys_read(commands: list[tuple]) -> list[str]:
+    """The keys read by GET, MGET or SET ... GET (a read that takes a lease), in order."""
+    read = []
+    for args in commands:
+        name = args[0].upper()
+        if name in ("GET", "MGET"):
+            read += args[1:]
+        elif name == "SET" and "GET" in (str(arg).upper() for arg in args[3:]):
+            read.append(args[1])
+    return read
+
+
+def test_a_few_keys_read_take_their_leases_in_the_same_round_trip(posts, redis_client):
+    """A page's new posts: each absent key is read and leased by one SET NX GET, so the miss costs
+    the read, the load and the fill (no lease round trip), and a concurrent reader waits for it."""
+    from tests.test_caching_strategies import recorder_for
+
+    keys = {i: posts.key("post", i) for i in (1, 2)}
+    posts.set(keys[1], {"id": 1})
+    recorder = recorder_for(redis_client)
+    seen_during_load = []
+
+    def loader(ids):
+        seen_during_load.append(redis_client.get(keys[2]))  # our lease, taken by the read
+        return {i: {"id": i, "loaded": True} for i in ids}
+
+    found = Posts(client=recorder).get_many_or_load(keys, loader)
+
+    assert found == {1: {"id": 1}, 2: {"id": 2, "loaded": True}}
+    assert is_lease(seen_during_load[0])
+    assert _keys_read(recorder.commands) == [keys[1], keys[2]]
+    lease_takes = [args for args in recorder.commands if args[0].upper() == "SET" and "GET" not in args]
+    assert lease_takes == []  # no SET NX of its own: the read took the lease
+    assert posts.get_many_or_load(keys, lambda ids: pytest.fail("filled: no load")) == found
+
+
+def test_many_keys_are_read_in_one_mget_and_leased_after(posts, redis_client):
+    from core.caching.strategies import LEASE_ON_READ_MAX
+    from tests.test_caching_strategies import recorder_for
+
+    keys = {i: posts.key("post", i) for i in range(LEASE_ON_READ_MAX + 1)}
+    recorder = recorder_for(redis_client)
+    found = Posts(client=recorder).get_many_or_load(keys, lambda ids: {i: {"id": i} for i in ids})
+
+    assert found == {i: {"id": i} for i in keys}
+    sets = [args for args in recorder.commands if args[0].upper() == "SET"]
+    assert _keys_read(recorder.commands) == list(keys.values())  # MGET (GETs on a cluster)
+    assert len(sets) == len(keys)  # leases taken after the read, then filled by script
+    assert not any("GET" in args for args in sets)
+    assert posts.get_many_or_load(keys, lambda ids: pytest.fail("filled: no load")) == found
 
 
 def test_a_single_read_uses_the_callers_bytes_once_then_asks_redis(posts, redis_client):

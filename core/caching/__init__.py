@@ -6,7 +6,7 @@ Extension API for an app's own cache:
 - `NamespaceKeys`: a namespace's keys under its current epoch (what every strategy uses).
 - leases: `take_lease` / `release_lease` / `fill_leased` (SET NX PX token, compare-and-delete,
   fill-if-still-leased), their batch forms `take_leases` / `fill_leased_many` (one pipeline
-  each), `is_lease`, `new_token`, `Lease`.
+  each), `queue_release` (a release queued on a pipeline), `is_lease`, `new_token`, `Lease`.
 - `read_through(read, fill, load, record)` with its states (`ABSENT`, `LEASED`, `UNAVAILABLE`,
   `BYPASS`, `RETRY`) and `fill_under_lease`: the one miss/lease/wait loop.
 - `LuaScript.load(name, directory, prelude)`: a `.lua` file run by EVALSHA (NOSCRIPT retried,
@@ -27,6 +27,7 @@ from core.caching.leases import (
     fill_leased_many,
     is_lease,
     new_token,
+    queue_release,
     release_lease,
     swap_if_holds,
     swap_many_if_holds,
@@ -93,6 +94,7 @@ __all__ = [
     "is_lease",
     "is_tombstone",
     "new_token",
+    "queue_release",
     "read_through",
     "release_lease",
     "serializer",

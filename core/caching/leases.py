@@ -52,9 +52,22 @@ def take_lease(
     return lease if client.set(key, lease.token, nx=True, px=ms) else None
 
 
+def queue_read_or_lease(pipe, lease: Lease, seconds: float | None = None) -> None:
+    """Queue SET NX GET on the lease's key: its answer is the key's bytes (a value or someone's
+    lease: nothing written), or None when the key was absent and `lease` is now ours. A read and
+    a `take_lease` in one command (Redis 7.0 and later)."""
+    ms = ttl_ms(settings.CACHE_LEASE_SECONDS if seconds is None else seconds)
+    pipe.set(lease.key, lease.token, nx=True, px=ms, get=True)
+
+
 def release_lease(client: redis.Redis, lease: Lease) -> bool:
     """Drop `lease` if it is still ours (never someone else's lease or a value written since)."""
-    return bool(RELEASE_IF_HOLDS(client, [lease.key], [lease.token]))
+    return bool(queue_release(client, lease))
+
+
+def queue_release(pipe, lease: Lease) -> object:
+    """`release_lease` on a client, or queued on a pipeline (its answer then comes from execute)."""
+    return RELEASE_IF_HOLDS(pipe, [lease.key], [lease.token])
 
 
 def fill_leased(client: redis.Redis, lease: Lease, payload: bytes, ttl_milliseconds: int) -> bool:
@@ -105,7 +118,7 @@ def fill_leased_many(client: redis.Redis, fills: Sequence[tuple[Lease, bytes | N
     pipe = client.pipeline(transaction=False)
     for lease, payload, ttl_milliseconds in fills:
         if payload is None:
-            RELEASE_IF_HOLDS(pipe, [lease.key], [lease.token])
+            queue_release(pipe, lease)
         else:
             FILL_IF_LEASED(pipe, [lease.key], [lease.token, payload, ttl_milliseconds])
     outcomes = pipe.execute()

@@ -53,6 +53,8 @@ from core.caching.leases import (
     fill_leased,
     fill_leased_many,
     is_lease,
+    new_token,
+    queue_read_or_lease,
     release_lease,
     swap_if_holds,
     swap_many_if_holds,
@@ -77,6 +79,9 @@ logger = logging.getLogger("core.caching")
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
+
+# get_many_or_load reads up to this many keys with SET NX GET (a miss takes its lease in the read).
+LEASE_ON_READ_MAX = 4
 
 
 class _Missing:
@@ -482,10 +487,25 @@ class CacheAsideStrategy(BaseCacheStrategy):
         guard, client, first = self.guard, self.client, keys[ids[0]]
 
         wanted = [ident for ident in ids if ident not in read] if read else ids
+        # A few keys (a page's new posts, its counts read with it): each read takes its lease when
+        # the key is absent (SET NX GET), so a miss costs no lease round trip of its own. Many (a
+        # cold page): one MGET, far less to pack and parse, and the leases after.
+        lease_on_read = 0 < len(wanted) <= LEASE_ON_READ_MAX and self.keys.settled()
+        leases: dict[str, Lease] = {}
 
         def fetch() -> list[bytes | None]:
             if not wanted:
                 return []
+            if lease_on_read:
+                taken = [Lease(keys[ident], new_token()) for ident in wanted]
+                pipe = client.pipeline(transaction=False)
+                for lease in taken:
+                    queue_read_or_lease(pipe, lease)
+                raws = pipe.execute()
+                leases.update(
+                    (lease.key, lease) for lease, raw in zip(taken, raws, strict=True) if raw is None
+                )
+                return raws
             if isinstance(client, redis.Redis):  # one server: one MGET (far less to pack and parse)
                 return client.mget([keys[ident] for ident in wanted])
             pipe = client.pipeline(transaction=False)  # a cluster: the keys span slots
@@ -520,10 +540,9 @@ class CacheAsideStrategy(BaseCacheStrategy):
                 if meta is not None and refresh_due(meta):
                     due.append((ident, raw, self.claim_refresh(value, meta)))
         settled = bool(absent or due) and self.keys.settled()
-        leases: dict[str, Lease] = {}
-        if absent and settled:
-            absent_keys = [keys[ident] for ident in absent]
-            leases = guard.call("lease_many", first, lambda: take_leases(client, absent_keys), {})
+        unleased = [keys[ident] for ident in absent if keys[ident] not in leases]
+        if unleased and settled:
+            leases.update(guard.call("lease_many", first, lambda: take_leases(client, unleased), {}))
         refreshing: dict[K, bytes] = {}
         if due and settled:
             swaps = [(keys[ident], raw, marked) for ident, raw, marked in due]
