@@ -329,8 +329,9 @@ class Freshness(NamedTuple):
 
 def _time_to_fresh(author, follower_ids: list[int], writes: int, rng: random.Random) -> list[Freshness]:
     """Per write: seconds from `Post.objects.create` returning to a follower's first feed read
-    (page 1, through the selector the API uses) that shows the new post. Before each write the
-    consumer has caught up and the follower's page is hot (so a stale read is possible)."""
+    (the first page, through the selector GET /api/feed uses) that shows the new post. Before
+    each write the consumer has caught up and the follower's page is hot (a stale read is
+    possible)."""
     from feed import selectors
     from feed.cache import UserFeedCache
     from feed.models import Post
@@ -340,7 +341,7 @@ def _time_to_fresh(author, follower_ids: list[int], writes: int, rng: random.Ran
     for i in range(writes):
         follower_id = rng.choice(follower_ids)
         _wait_consumed()
-        selectors.feed(follower_id, 1, PAGE_SIZE)
+        selectors.feed_page(follower_id, None, PAGE_SIZE)  # GET /api/feed's first page
         if not feeds.client.exists(feeds.page_key(follower_id, 1, PAGE_SIZE)):
             raise RuntimeError("feed pages are not cached (is the namespace settled?)")
         post = Post.objects.create(author=author, body=f"fresh {i}")
@@ -348,7 +349,7 @@ def _time_to_fresh(author, follower_ids: list[int], writes: int, rng: random.Ran
         deadline, stale = returned + 5, 0
         while True:
             started = time.perf_counter()
-            items = selectors.feed(follower_id, 1, PAGE_SIZE)
+            items, _ = selectors.feed_page(follower_id, None, PAGE_SIZE)
             if items and items[0]["id"] == post.pk:
                 break
             stale += 1
