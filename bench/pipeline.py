@@ -1,6 +1,7 @@
 """Pipeline benchmark: consumer throughput, commit -> cache lag, and the cost of publishing.
 
     python -m bench.pipeline [--events 30000] [--rate 1000] [--seconds 10] [--creates 3000]
+                             [--create-rounds 6]
 
 (a) events/s through one StreamConsumer with the real handlers, vs a raw XREADGROUP + XACK loop
     with no handler over the same number of entries (the baseline, same run);
@@ -8,21 +9,25 @@
     its own process (apply-on-commit off, so the worker is what updates the cache);
 (c) Post and Message creates per second with the pipeline on vs off (a plain Django save with no
     receivers), step by step: the ORM path, the one-statement path (PostgreSQL), + the Redis round
-    trip, + apply-on-commit. The load average is printed with the figures.
+    trip, + apply-on-commit; interleaved over --create-rounds rounds, each ratio the median of the
+    per-round ratios. The load average is printed with the figures.
 """
 
 import argparse
 import multiprocessing
 import os
 import random
+import statistics
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from bench.harness import bench_database, environment, per_second, percentile, table
 
 PLOT = Path(__file__).resolve().parent / "lag.png"
-ARGS = argparse.Namespace(events=30_000, rate=1000, seconds=10.0, creates=3000, writers=4)
+ARGS = argparse.Namespace(events=30_000, rate=1000, seconds=10.0, creates=3000, create_rounds=6, writers=4)
 
 
 def _users(count: int):
@@ -255,11 +260,16 @@ def _plot_lag(points: list[tuple[float, float]], rate: int) -> None:
     plt.close(figure)
 
 
-def create_rate(count: int) -> list[tuple]:
+def create_rate(count: int, rounds: int) -> list[tuple]:
     """(c): Post and Message creates per second, pipeline on vs off (a plain save, receivers
     disconnected), and the steps in between, so the overhead can be attributed: the ORM path
     (atomic save + outbox INSERT), the one-statement path (PostgreSQL: row, conversation bump and
-    outbox row in one statement), + the Redis round trip after commit, + apply-on-commit."""
+    outbox row in one statement), + the Redis round trip after commit, + apply-on-commit.
+
+    Interleaved: `rounds` rounds of count/rounds creates per step, the steps in a rotated order
+    each round, so a slow spell of the machine, the table's growth or an autovacuum hits every step
+    alike (in blocks, the plain save ran first on the emptiest table). Rates are over all rounds;
+    a ratio is the median of the per-round ratios to the plain save of the same round."""
     from django.conf import settings
     from django.db import connection, models
 
@@ -282,66 +292,87 @@ def create_rate(count: int) -> list[tuple]:
             lambda i: Message(conversation=conversation, sender=author, body=f"message {i}"),
         ),
     }
+    per_round = max(1, count // rounds)
 
-    def timed(create) -> float:
-        for i in range(50):  # warm up connections and statement caches
-            create(i)
-        start = time.perf_counter()
-        for i in range(count):
-            create(i)
-        return per_second(count, time.perf_counter() - start)
+    def steps_of(model, signals, build) -> dict[str, Callable[[], AbstractContextManager]]:
+        """Each step's setup, entered around its block: yields the create to time."""
 
-    def measure(model, signals, build) -> dict[str, float]:
         def plain(i: int) -> None:
             models.Model.save(build(i))
 
         def piped(i: int) -> None:
             build(i).save(force_insert=True)  # what model.objects.create() does
 
-        receivers = [r for r in signals.RECEIVERS if r[1] is model]
-        for signal, sender, receiver in receivers:
-            signal.disconnect(
-                receiver, sender=sender, dispatch_uid=f"{signals.__name__.split('.')[0]}.{receiver.__name__}"
-            )
-        try:
-            rates = {"off": timed(plain)}
-        finally:
-            signals.connect()
-        real_send = publisher.send
-        publisher.send = lambda items, using=None: 0  # measurement only: events stay in the outbox
-        try:
-            settings.EVENTS_ONE_STATEMENT_CREATE = False
-            rates["orm"] = timed(piped)
-            settings.EVENTS_ONE_STATEMENT_CREATE = True
-            if connection.vendor == "postgresql":
-                rates["one"] = timed(piped)
-        finally:
-            publisher.send = real_send
-            settings.EVENTS_ONE_STATEMENT_CREATE = True
-        settings.EVENTS_APPLY_ON_COMMIT = False
-        try:
-            rates["xadd"] = timed(piped)
-        finally:
-            settings.EVENTS_APPLY_ON_COMMIT = True
-        rates["on"] = timed(piped)
-        return rates
+        @contextmanager
+        def off():
+            receivers = [r for r in signals.RECEIVERS if r[1] is model]
+            for signal, sender, receiver in receivers:
+                uid = f"{signals.__name__.split('.')[0]}.{receiver.__name__}"
+                signal.disconnect(receiver, sender=sender, dispatch_uid=uid)
+            try:
+                yield plain
+            finally:
+                signals.connect()
 
-    rows = []
+        @contextmanager
+        def nothing_sent(one_statement: bool):
+            real_send = publisher.send
+            publisher.send = lambda items, using=None: 0  # measurement only: events stay in the outbox
+            settings.EVENTS_ONE_STATEMENT_CREATE = one_statement
+            try:
+                yield piped
+            finally:
+                publisher.send = real_send
+                settings.EVENTS_ONE_STATEMENT_CREATE = True
+
+        @contextmanager
+        def sent(apply_on_commit: bool):
+            settings.EVENTS_APPLY_ON_COMMIT = apply_on_commit
+            try:
+                yield piped
+            finally:
+                settings.EVENTS_APPLY_ON_COMMIT = True
+
+        steps = {"off": off, "orm": lambda: nothing_sent(False)}
+        if connection.vendor == "postgresql":
+            steps["one"] = lambda: nothing_sent(True)
+        return {**steps, "xadd": lambda: sent(False), "on": lambda: sent(True)}
+
+    def measure(steps) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """(rate of each step over all rounds, per-round ratios of each step to the plain save)."""
+        seconds = dict.fromkeys(steps, 0.0)
+        ratios: dict[str, list[float]] = {name: [] for name in steps}
+        names, made = list(steps), 0
+        for r in range(rounds):
+            took = {}
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                with steps[name]() as create:
+                    for _ in range(10):  # warm: connections and statement caches
+                        create(made := made + 1)
+                    start = time.perf_counter()
+                    for _ in range(per_round):
+                        create(made := made + 1)
+                    took[name] = time.perf_counter() - start
+                    seconds[name] += took[name]
+            for name in names:
+                ratios[name].append(took[name] / took["off"])
+        return {name: per_second(per_round * rounds, seconds[name]) for name in names}, ratios
+
+    labels = {
+        "orm": "ORM path: atomic save + event + outbox INSERT (nothing sent)",
+        "one": "one statement: row + outbox row (nothing sent)",
+    }
     path = "one statement" if connection.vendor == "postgresql" else "ORM path"
+    labels["xadd"] = f"{path} + XADD and sent mark after commit (one Redis round trip)"
+    labels["on"] = f"{path} + apply-on-commit in that round trip: pipeline on, as shipped"
+    rows = []
     for name, (model, signals, build) in kinds.items():
-        rates = measure(model, signals, build)
-        off = rates["off"]
-        steps = [("ORM path: atomic save + event + outbox INSERT (nothing sent)", rates["orm"])]
-        if "one" in rates:
-            steps.append(("one statement: row + outbox row (nothing sent)", rates["one"]))
-        steps += [
-            (f"{path} + XADD and sent mark after commit (one Redis round trip)", rates["xadd"]),
-            (f"{path} + apply-on-commit in that round trip: pipeline on, as shipped", rates["on"]),
-        ]
-        rows.append((f"{name} create, pipeline off (plain Django save)", f"{off:,.0f}/s", "1.00x"))
-        rows += [
-            (f"{name} create, {step}", f"{rate:,.0f}/s", f"{off / rate:.2f}x slower") for step, rate in steps
-        ]
+        rates, ratios = measure(steps_of(model, signals, build))
+        rows.append((f"{name} create, pipeline off (plain Django save)", f"{rates['off']:,.0f}/s", "1.00x"))
+        for step in [step for step in labels if step in rates]:
+            spread = ", ".join(f"{ratio:.2f}" for ratio in ratios[step])
+            ratio = f"{statistics.median(ratios[step]):.2f}x the time (rounds: {spread})"
+            rows.append((f"{name} create, {labels[step]}", f"{rates[step]:,.0f}/s", ratio))
     return rows
 
 
@@ -350,7 +381,7 @@ def run(args: argparse.Namespace = ARGS) -> str:
         rows = []
         rows += throughput(args.events)
         rows += lag(args.rate, args.seconds, args.writers)
-        rows += create_rate(args.creates)
+        rows += create_rate(args.creates, args.create_rounds)
         env = f"{environment()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     figures = table(["measure", "figure", "vs baseline"], rows)
     return f"### Pipeline ({env})\n\n{figures}\n\n![commit to cache lag over time](lag.png)"
@@ -364,6 +395,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=ARGS.rate)
     parser.add_argument("--seconds", type=float, default=ARGS.seconds)
     parser.add_argument("--creates", type=int, default=ARGS.creates)
+    parser.add_argument("--create-rounds", type=int, default=ARGS.create_rounds, help="rounds of (c)")
     parser.add_argument("--writers", type=int, default=ARGS.writers)
     print(run(parser.parse_args()))
 
