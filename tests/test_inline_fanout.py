@@ -351,3 +351,27 @@ def test_a_failing_prepare_leaves_the_handler_unprepared(redis_client):
     events = [Event("thing.happened", 1, {})]
     assert registry.prepared(events) is registry
     assert registry.prepared([]) is registry
+
+
+@pytest.mark.parametrize("read_at_once", [2, 5000])
+def test_the_fan_out_reads_every_follower_in_one_query_or_streamed(
+    transactional_db, monkeypatch, read_at_once
+):
+    """Up to READ_AT_ONCE follows come in one plain query; more are streamed (a server-side cursor
+    on PostgreSQL): either way every follower is reached and the sets are filled complete."""
+    import feed.fanout as fanout
+
+    monkeypatch.setattr(fanout, "READ_AT_ONCE", read_at_once)
+    alice, bob = make_user("alice"), make_user("bob")
+    fans = [make_user(f"fan{i}") for i in range(3)]
+    for fan in fans:
+        Follow.objects.create(follower=fan, followee=alice)
+    Follow.objects.create(follower=fans[0], followee=bob)
+    stamps = {fan.pk: feeds.ensure_stamp(feeds.stamp_key(fan.pk)) for fan in fans}
+
+    assert invalidate_followers([alice.pk, bob.pk], chunk=1000) == 4
+
+    assert members(alice.pk) == {*(str(fan.pk) for fan in fans), FollowerSetCache.COMPLETE}
+    assert members(bob.pk) == {str(fans[0].pk), FollowerSetCache.COMPLETE}
+    for fan in fans:  # every follower's feed has a new stamp
+        assert feeds.client.get(feeds.stamp_key(fan.pk)).decode() != stamps[fan.pk]
