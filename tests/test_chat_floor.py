@@ -255,7 +255,7 @@ def test_http_and_websocket_history_never_serve_a_deleted_message_after_the_even
             f"/ws/chat/{conversation.pk}/?token={token}",
             headers=[(b"origin", b"http://testserver")],
         )
-        connected, _ = await ws.connect()
+        connected, _ = await ws.connect(timeout=5)
         assert connected
         frame = await ws.receive_json_from(timeout=5)
         await ws.disconnect()

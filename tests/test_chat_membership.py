@@ -144,7 +144,7 @@ def test_with_redis_down_a_non_member_cannot_join(room, unused_port, monkeypatch
 
     async def scenario():
         ws = socket(room["conversation"].pk, room["tokens"]["eve"])
-        connected, _ = await ws.connect()
+        connected, _ = await ws.connect(timeout=5)
         assert connected
         output = await ws.receive_output(timeout=5)
         assert (output["type"], output["code"]) == ("websocket.close", 4403)

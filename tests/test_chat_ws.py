@@ -74,7 +74,7 @@ async def eventually_async(check, timeout: float = 5) -> None:
 
 
 async def join(ws: WebsocketCommunicator) -> tuple[dict, dict]:
-    connected, _ = await ws.connect()
+    connected, _ = await ws.connect(timeout=5)
     assert connected
     history = await ws.receive_json_from(timeout=5)
     online = await ws.receive_json_from(timeout=5)
@@ -84,7 +84,7 @@ async def join(ws: WebsocketCommunicator) -> tuple[dict, dict]:
 
 
 async def closed_with(ws: WebsocketCommunicator) -> int:
-    connected, _ = await ws.connect()
+    connected, _ = await ws.connect(timeout=5)
     assert connected  # accepted, so that the close code reaches the client
     output = await ws.receive_output(timeout=5)
     assert output["type"] == "websocket.close"

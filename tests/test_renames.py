@@ -202,7 +202,7 @@ def test_a_rename_reaches_posts_feeds_and_chat_after_the_pipeline_drains(pipelin
             f"/ws/chat/{conversation.pk}/?token={token}",
             headers=[(b"origin", b"http://testserver")],
         )
-        connected, _ = await ws.connect()
+        connected, _ = await ws.connect(timeout=5)
         assert connected
         frame = await ws.receive_json_from(timeout=5)
         await ws.disconnect()

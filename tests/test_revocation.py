@@ -145,7 +145,7 @@ def test_a_password_change_closes_the_sockets_and_kills_every_token(room):
         assert code == 4401
         await ws.disconnect()
         refused = socket(room["first"].pk, token)
-        connected, _ = await refused.connect()
+        connected, _ = await refused.connect(timeout=5)
         assert connected
         assert (await refused.receive_output(timeout=5))["code"] == 4401
         await refused.disconnect()

@@ -100,7 +100,7 @@ def test_chat_frames_over_the_rate_get_an_error_frame_with_retry_after(settings)
             f"/ws/chat/{conversation.pk}/?token={token}",
             headers=[(b"origin", b"http://testserver")],
         )
-        assert (await ws.connect())[0]
+        assert (await ws.connect(timeout=5))[0]
         kinds = []
         for i in range(3):
             await ws.send_json_to({"type": "message", "body": f"m{i}"})

@@ -191,7 +191,7 @@ def test_a_ticket_opens_one_socket_once():
         await join(ws)
         await ws.disconnect()
         again = WebsocketCommunicator(application, path, headers=[ORIGIN])
-        assert (await again.connect())[0]
+        assert (await again.connect(timeout=5))[0]
         assert (await again.receive_output(timeout=5))["code"] == 4401  # spent
         await again.disconnect()
 
@@ -213,7 +213,7 @@ def test_a_session_gets_a_ticket_and_the_token_can_ride_the_subprotocol():
             headers=[ORIGIN],
             subprotocols=["themoon.v1", f"bearer.{token}"],
         )
-        connected, subprotocol = await ws.connect()
+        connected, subprotocol = await ws.connect(timeout=5)
         assert (connected, subprotocol) == (True, "themoon.v1")  # never the token
         assert (await ws.receive_json_from(timeout=5))["type"] == "history"
         await ws.disconnect()
