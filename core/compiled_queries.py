@@ -109,9 +109,13 @@ class CompiledQuery:
             sql, compiled = compiler.as_sql()
         except Exception:  # EmptyResultSet and kin: the ORM knows what to answer
             return _UNCACHEABLE
-        slots = [(at, *stand_ins[value]) for at, value in enumerate(compiled) if value in stand_ins]
-        if len(slots) != len(stand_ins):  # a stand-in folded into the SQL, dropped or repeated
-            return _UNCACHEABLE
+        found = [(at, v) for at, v in enumerate(compiled) if isinstance(v, int) and v in stand_ins]
+        if any(type(value) is not int for _, value in found):  # wrapped (PostgreSQL's Int4 of a
+            return _UNCACHEABLE  # Value()): a plain int in its place would change its SQL type
+        slots = [(at, *stand_ins[value]) for at, value in found]
+        placed = {(argument, item) for _, argument, item in slots}
+        if not len(slots) == len(placed) == len(stand_ins):  # each stand-in exactly once, or the SQL
+            return _UNCACHEABLE  # holds a value itself (folded in, dropped, repeated): not reusable
         columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
         if compiler.has_composite_fields(columns):
             return _UNCACHEABLE

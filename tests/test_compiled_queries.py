@@ -99,7 +99,7 @@ def test_what_it_cannot_compile_runs_through_the_orm(authors):
     assert compiled({a}, limit=5) == list(_posts_of([a], limit=5))  # not a list of ints: no stand-ins
     assert compiled.compiled_shapes() == 0
 
-    def twice(post_id):  # the value lands in the parameters twice: not one for one
+    def twice(post_id):  # the value lands in the parameters twice (once wrapped: Int4 on PostgreSQL)
         return Post.objects.filter(pk=post_id).annotate(again=Value(post_id)).values_list("id", "again")
 
     post = Post.objects.filter(author_id=a).first()
@@ -107,6 +107,14 @@ def test_what_it_cannot_compile_runs_through_the_orm(authors):
     assert repeated(post.pk) == [(post.pk, post.pk)]
     assert repeated(post.pk) == [(post.pk, post.pk)]
     assert repeated.compiled_shapes() == 0
+
+    def one_twice_one_never(post_id, unused):  # as many stand-ins come out as went in, not each once
+        return Post.objects.filter(pk=post_id).filter(pk__in=[post_id]).values_list("id", "id")
+
+    odd = CompiledQuery(one_twice_one_never)
+    assert odd(post.pk, 7) == [(post.pk, post.pk)]
+    assert odd(10**9, 7) == []
+    assert odd.compiled_shapes() == 0
 
     def sliced(count):  # a parameter used as a slice is written into the SQL: never a stand-in
         return Post.objects.order_by("id").values_list("id", flat=True)[:count]
