@@ -16,9 +16,10 @@ The contract of `build`:
   SQL): any hashable values, part of the shape;
 - it returns a `values_list()` queryset (tuples, or `flat=True`).
 
-A shape whose stand-ins do not come out one for one in the parameters (a value folded into the SQL,
-a list emptied) is not cached: it runs through the ORM every time, with the same rows. So a `build`
-that breaks the contract costs speed, never a wrong answer, as long as it does not branch on values.
+A shape whose stand-ins do not each come out exactly once, as plain ints, in the parameters (a
+value written into the SQL, dropped, repeated, or wrapped: PostgreSQL's `Int4` of a `Value()`) is not
+cached: it runs through the ORM every time, with the same rows. A `build` that branches on or
+computes with its values breaks the contract in a way no check can see: never write one.
 """
 
 from collections.abc import Callable, Hashable, Sequence
