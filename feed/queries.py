@@ -37,20 +37,13 @@ def feed_page(user_id: int, page: int, size: int) -> list[dict[str, Any]]:
     compiling them was more of a feed miss than running them.
     """
     offset = (page - 1) * size
-    authors = _authors(user_id)
-    if authors is None:
-        return _with_mine(_feed_posts(user_id, None).order_by("-id")[offset : offset + size])
-    return _details_with_mine(_feed_page_rows(user_id, authors, start=offset, stop=offset + size))
+    return _details_with_mine(_feed_page_rows(user_id, _authors(user_id), start=offset, stop=offset + size))
 
 
 def feed_before(user_id: int, before_id: int, limit: int) -> list[dict[str, Any]]:
     """The `limit` feed posts just older than post id `before_id`, newest first: the API's deeper
     pages, by keyset (an id range per author, never an OFFSET scan). With `my_reaction`, as pages."""
-    authors = _authors(user_id)
-    if authors is None:
-        posts = _feed_posts(user_id, None).filter(id__lt=before_id).order_by("-id")
-        return _with_mine(posts[:limit])
-    return _details_with_mine(_feed_rows_before(user_id, authors, before_id, limit=limit))
+    return _details_with_mine(_feed_rows_before(user_id, _authors(user_id), before_id, limit=limit))
 
 
 def _followees(user_id: int):
@@ -86,21 +79,17 @@ def _feed_values(posts):
     return posts.values_list(*POST_DETAIL_COLUMNS, "my_reaction")
 
 
-def _page_values(user_id: int, authors: list[int], *, start: int, stop: int):
+# `authors` None (the subquery) is not a parameter CompiledQuery takes: those calls run through the ORM.
+def _page_values(user_id: int, authors: list[int] | None, *, start: int, stop: int):
     return _feed_values(_feed_posts(user_id, authors).order_by("-id")[start:stop])
 
 
-def _values_before(user_id: int, authors: list[int], before_id: int, *, limit: int):
+def _values_before(user_id: int, authors: list[int] | None, before_id: int, *, limit: int):
     return _feed_values(_feed_posts(user_id, authors).filter(id__lt=before_id).order_by("-id")[:limit])
 
 
 _feed_page_rows = CompiledQuery(_page_values)
 _feed_rows_before = CompiledQuery(_values_before)
-
-
-def _with_mine(posts) -> list[dict[str, Any]]:
-    """The details of `posts` (a `_feed_posts` queryset) with `my_reaction`, from value rows."""
-    return _details_with_mine(_feed_values(posts))
 
 
 def _details_with_mine(rows) -> list[dict[str, Any]]:
@@ -163,8 +152,6 @@ def post_stats_many(post_ids: list[int]) -> dict[int, dict[str, Any]]:
     One row per (post, reaction kind present), the comments counted by a subquery per post; from
     SQL compiled once per number of posts (core/compiled_queries.py)."""
     stats: dict[int, dict[str, Any]] = {}
-    if not post_ids:
-        return stats
     for post_id, version, kind, n, n_comments in _stats_rows(post_ids):
         found = stats.setdefault(post_id, post_stats(post_id, version, comments=n_comments))
         if kind is not None:

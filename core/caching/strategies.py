@@ -476,7 +476,8 @@ class CacheAsideStrategy(BaseCacheStrategy):
         trip of its own (a feed page's counts read with the page); only the others are fetched.
 
         A hit costs one pipelined round trip; misses add two (take the leases, fill the ones still
-        leased), with the one load between. A missing row or a tombstone reads as None. A key that
+        leased), with the one load between; one when at most LEASE_ON_READ_MAX keys are read (each
+        read takes its key's lease: SET NX GET). A missing row or a tombstone reads as None. A key that
         holds someone else's lease, an absent marker or a corrupt value is loaded, not filled.
         With a `soft_ttl`, entries due for a refresh that this call claims (one more round trip)
         are loaded with the misses and refilled unless an event changed them meanwhile.
