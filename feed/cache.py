@@ -12,7 +12,7 @@ stamp instead (UserFeedCache).
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from django.conf import settings
@@ -136,6 +136,16 @@ class MyReactionCache(CacheAsideStrategy):
         self.queue_delete(pipe, self.mine_key(user_id, post_id))
 
 
+class FeedRead(NamedTuple):
+    """A feed page as `UserFeedCache.get_feed_and` answered it."""
+
+    items: list[dict]
+    # Every key the page's last MGET read, with its bytes (None: absent); {} when it failed.
+    read: dict[str, bytes | None]
+    # The items are the page entry's, served from the bytes in `read` (not loaded).
+    cached: bool
+
+
 class UserFeedCache(CacheAsideStrategy):
     """Cache-aside feed pages, fan-out on read, invalidated in O(1) per user.
 
@@ -237,34 +247,41 @@ class UserFeedCache(CacheAsideStrategy):
         self.queue_set(pipe, self.page_key(user_id, page, size), self.page_value(stamp, items))
 
     def get_feed(self, user_id: int, page: int, size: int, loader: Callable[[], list[dict]]) -> list[dict]:
-        return self.get_feed_and(user_id, page, size, loader)[0]
+        return self.get_feed_and(user_id, page, size, loader).items
 
     def get_feed_and(
         self, user_id: int, page: int, size: int, loader: Callable[[], list[dict]], also: Sequence[str] = ()
-    ) -> tuple[list[dict], dict[str, bytes | None]]:
-        """(`get_feed`'s page, {key: bytes} of the `also` keys read in the same MGET as the page).
+    ) -> FeedRead:
+        """`get_feed`'s page, with what the page's MGET read: the stamp, the page and the `also`
+        keys (FeedRead).
 
-        `also` is read only on one Redis (a cluster's MGET cannot span slots: {} then), and {} when
-        that read failed. The caller's other keys then cost no round trip of their own: the feed
-        reads the counts of the posts its page held last time (feed.selectors.feed_page)."""
+        `also` is read only on one Redis (a cluster's MGET cannot span slots: not read then). The
+        caller's other keys then cost no round trip of their own: the feed reads the counts of the
+        posts its page held last time (feed.selectors.feed_page)."""
         # One key builder and one client for the whole read: on a hit (one MGET), building three
         # keys separately (each an epoch lookup and part checks) cost about as much as the MGET.
         builder, client, user = self.key_builder(), self.client, HashTag("user", user_id)
         stamp_key, page_key = builder.build(user, "stamp"), builder.build(user, "page", page, size)
         lease_key = builder.build(user, "page", page, size, "lease")
         stamp: str | None = None
-        also = list(also) if isinstance(client, redis.Redis) else []
-        also_read: dict[str, bytes | None] = {}
+        keys = [stamp_key, page_key, *also] if isinstance(client, redis.Redis) else [stamp_key, page_key]
+        read_now: dict[str, bytes | None] = {}
+        cached = False
 
         def read() -> Any:
             nonlocal stamp
-            keys = [stamp_key, page_key, *also]
             raws = self.guard.call("get_feed", page_key, lambda: client.mget(keys), None)
+            read_now.clear()
             if raws is None:
                 return UNAVAILABLE
-            also_read.update(zip(also, raws[2:], strict=True))
+            read_now.update(zip(keys, raws, strict=True))
             stamp, items = self.read_page(page_key, raws[:2])
             return ABSENT if items is None else items
+
+        def record(hit: bool) -> None:
+            nonlocal cached
+            cached = hit  # a hit is the last read's items
+            self.record_lookup(hit)
 
         def store(lease: Lease, items: list[dict]) -> None:
             # The page and the lease's release in one round trip (both under the user's hash tag).
@@ -288,7 +305,8 @@ class UserFeedCache(CacheAsideStrategy):
                 return loader()  # a namespace bump is settling: nothing may be stored yet
             return fill_under_lease(self.guard, lease_key, load, store)
 
-        return read_through(read, fill, loader, self.record_lookup), also_read
+        items = read_through(read, fill, loader, record)
+        return FeedRead(items, read_now, cached)
 
     def read_page(self, page_key: str, raws: list[bytes | None]) -> tuple[str | None, list[dict] | None]:
         """From MGET(stamp, page): (the user's current stamp or None, the page's items if servable)."""

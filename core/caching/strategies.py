@@ -33,6 +33,7 @@ those never swallow errors, because an event must not be acknowledged if its eff
 """
 
 import logging
+import math
 import random
 import threading
 import time
@@ -354,6 +355,15 @@ class CacheAsideStrategy(BaseCacheStrategy):
         beta = settings.CACHE_SWR_BETA if self.xfetch_beta is None else self.xfetch_beta
         now_ms, rng, due = self.clock() * 1000, self.rng, swr.due
         return lambda meta: due(meta, now_ms, beta, rng)
+
+    def refresh_quiet_until(self, metas: Iterable[swr.SoftExpiry | None]) -> float:
+        """The wall time (ms, by `clock`) before which `refresh_due` is false for every one of
+        `metas` whatever the draws (swr.quiet_until; an entry without a soft expiry never is due);
+        infinity with stale-while-revalidate off."""
+        if not self.swr_enabled():
+            return math.inf
+        beta = settings.CACHE_SWR_BETA if self.xfetch_beta is None else self.xfetch_beta
+        return min((swr.quiet_until(meta, beta) for meta in metas if meta is not None), default=math.inf)
 
     def claim_refresh(self, value: dict, meta: swr.SoftExpiry) -> bytes:
         """The bytes that claim an entry for a refresh: its value with our lease in it."""

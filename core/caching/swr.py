@@ -72,3 +72,20 @@ def due(meta: SoftExpiry, now_ms: float, beta: float, rng: random.Random) -> boo
     if beta <= 0 or meta.delta <= 0:
         return False
     return now_ms - meta.delta * beta * math.log(1.0 - rng.random()) >= meta.soft
+
+
+# XFetch's early term is delta * beta * -ln(1 - random()), and random() is below 1 by at least
+# 2**-53: the term never exceeds 53 * ln 2 (36.74) times delta * beta. 37: that, rounded up.
+QUIET_MARGIN = 37.0
+
+
+def quiet_until(meta: SoftExpiry, beta: float) -> float:
+    """The wall time (ms) before which `due(meta, now, beta, rng)` is false whatever `rng` draws:
+    an early refresh comes at most QUIET_MARGIN * delta * beta before the soft expiry, and a live
+    refresh lease holds it off until its `until`. For a reader that skips the check on entries
+    whose bytes it read before (feed.selectors' served pages)."""
+    early = meta.delta * beta * QUIET_MARGIN if beta > 0 and meta.delta > 0 else 0.0
+    quiet = meta.soft - early
+    if meta.lease is not None:
+        quiet = max(quiet, meta.until)
+    return quiet
