@@ -4,7 +4,8 @@
                              [--create-rounds 6]
 
 (a) events/s through one StreamConsumer with the real handlers, vs a raw XREADGROUP + XACK loop
-    with no handler over the same number of entries (the baseline, same run);
+    with no handler over the same number of entries (the baseline, same run); the process's heap
+    frozen first, as a `celery worker`'s is (themoon/heap.py);
 (b) commit -> cache-updated lag p50/p99 with writers paced at --rate saves/s and the consumer in
     its own process (apply-on-commit off, so the worker is what updates the cache);
 (c) Post and Message creates per second with the pipeline on vs off (a plain Django save with no
@@ -103,8 +104,10 @@ def throughput(count: int) -> list[tuple]:
     from core.connections import stream_client
     from core.events import stream_name
     from feed.models import Post
+    from themoon.heap import freeze_startup_heap
     from workers.consumer import StreamConsumer
 
+    freeze_startup_heap(urlconf=False)  # as `celery worker` does before its consumer starts
     client = stream_client()
     authors = _users(200)
     # Setup rows without events (the base bulk_create): the stream holds exactly the sample.

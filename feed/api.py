@@ -82,10 +82,15 @@ def get_feed(request: HttpRequest, cursor: str | None = CursorParam, size: int =
     When the first page is empty (a new user), `discover` holds popular recent posts instead.
     """
     size, before, me = page_size(size), _before(cursor), request.auth.pk
-    items, next_before = selectors.feed_page(me, before, size)
-    rendered = _rendered.get((me, size))
-    if before is None and rendered is not None and rendered[0] is items:
-        return HttpResponse(rendered[1], content_type="application/json")
+    source = None
+    if before is None:
+        known = _rendered.get((me, size))
+        page = selectors.first_page(me, size, unchanged_since=known[0] if known else None)
+        if page is None:  # the same bytes as the page `known` was rendered from
+            return HttpResponse(known[1], content_type="application/json")
+        items, next_before, source = page
+    else:
+        items, next_before = selectors.feed_page(me, before, size)
     discover = []
     if before is None and not items:
         discover, _ = selectors.discover(0, size)
@@ -97,18 +102,19 @@ def get_feed(request: HttpRequest, cursor: str | None = CursorParam, size: int =
             "discover": selectors.with_my_reactions(me, discover) if discover else [],
         }
     )
-    if before is None and items and shown is items:  # nothing read but the page itself
+    if source is not None and items and shown is items:  # nothing read but the page's bytes
         if len(_rendered) >= _RENDERED_MAX:
             _rendered.clear()
-        _rendered[me, size] = (items, response.content)
+        _rendered[me, size] = (source, response.content)
     return response
 
 
-# (user id, page size) -> (a first page's items, its body). `selectors.feed_page` answers a page
-# read from the same bytes as before with the same objects (the page and its `next` together), so
-# the body of those objects is the body again; kept only when nothing else went into it (no
-# reaction query, no discover). Bounded, dropped whole; no lock (a dict's get and set are atomic).
-_rendered: dict[tuple[int, int], tuple[list, bytes]] = {}
+# (user id, page size) -> (the source of the first page last rendered for them, its body): the
+# next read of the same bytes answers that body (selectors.first_page). Kept only for a page made
+# of cached bytes alone (no reaction query, no discover). About 20 KB an entry (the page's bytes
+# and the body), 40 MB full; bytes and one dict each, little for the garbage collector to scan.
+# Bounded, dropped whole; no lock (a dict's get and set are atomic).
+_rendered: dict[tuple[int, int], tuple[selectors.PageSource, bytes]] = {}
 _RENDERED_MAX = 2_000
 
 

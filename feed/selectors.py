@@ -36,20 +36,41 @@ def feed_page(user_id: int, before_id: int | None, size: int) -> tuple[list[dict
     """A page of the user's feed with counts and `my_reaction`, and the id to pass as `before_id`
     for the next page.
 
-    The first page (`before_id` None) is the cached page 1; deeper pages come from the database by
-    keyset (posts older than `before_id`), with counts from their cache. Whether there is a next
-    page is decided on the rows before deleted posts are dropped, so a delete never ends the feed.
-    A first page read from the same bytes as the last one is the same objects again (`_served`):
-    callers must not change what they are given.
+    The first page (`before_id` None) is the cached page 1 (`first_page`); deeper pages come from
+    the database by keyset (posts older than `before_id`), with counts from their cache. Whether
+    there is a next page is decided on the rows before deleted posts are dropped, so a delete
+    never ends the feed.
     """
     if before_id is None:
-        return _first_page(user_id, size)
+        page = first_page(user_id, size)
+        return page.items, page.next_before
     rows = queries.feed_before(user_id, before_id, size + 1)
     next_before = rows[size - 1]["id"] if len(rows) > size else None
     return with_counts(rows[:size]), next_before
 
 
-def _first_page(user_id: int, size: int) -> tuple[list[dict[str, Any]], int | None]:
+class PageSource(NamedTuple):
+    """What a first page was made of, when it was made of cached bytes alone (no load, no lease,
+    no absent entry: those are the database's answers, not the bytes'). A page is a function of
+    those bytes: the stamp decides whether the page entry is served, tombstones and counts are in
+    their entries' bytes, and the keys carry the namespaces' epochs. The clock is its one other
+    input (a counts entry coming due for a stale-while-revalidate refresh), hence `quiet_until`."""
+
+    read: dict[str, bytes | None]  # the page's MGET: stamp, page and every counts entry it shows
+    quiet_until: float  # wall ms (the counts' clock) before which none of those can come due
+    lookups: int  # counts entries among them (recorded as hits when the page is unchanged)
+
+
+class FirstPage(NamedTuple):
+    items: list[dict[str, Any]]
+    next_before: int | None
+    source: PageSource | None  # None: something in it came from the database
+
+
+def first_page(user_id: int, size: int, unchanged_since: PageSource | None = None) -> FirstPage | None:
+    """Page 1 of the user's feed (`feed_page`), or None when its MGET read exactly the bytes of
+    `unchanged_since` and none of its counts can be due yet: then the page that source made is
+    the page now, and nothing is decoded, merged or loaded (a conditional read, as an ETag)."""
     tracker.record_user(user_id)
     # The counts of the posts this page held last time are read in the page's own MGET: a hot
     # page costs one round trip, and a page that changed only fetches the counts it lacks.
@@ -58,11 +79,13 @@ def _first_page(user_id: int, size: int) -> tuple[list[dict[str, Any]], int | No
     if prefix != builder.prefix:  # keys of another epoch or schema: built again
         held = counts.counts_keys(list(held), builder)
     found = feeds.get_feed_and(user_id, 1, size, lambda: queries.feed_page(user_id, 1, size), held.values())
-    served = _served.get((user_id, size))
-    # The same bytes as a page served from bytes alone: served from them again (a failed read is {}).
-    if served is not None and served.read == found.read and counts.clock() * 1000 < served.quiet_until:
-        counts.record_lookups(served.lookups, 0)
-        return served.page
+    if (
+        unchanged_since is not None
+        and unchanged_since.read == found.read  # a failed read is {}: never equal
+        and counts.clock() * 1000 < unchanged_since.quiet_until
+    ):
+        counts.record_lookups(unchanged_since.lookups, 0)
+        return None
     rows, read = found.items, found.read
     ids = [row["id"] for row in rows]
     next_before = ids[-1] if len(ids) == size else None
@@ -70,11 +93,9 @@ def _first_page(user_id: int, size: int) -> tuple[list[dict[str, Any]], int | No
     _remember_page(user_id, size, builder.prefix, keys)
     read_counts = {post_id: read[key] for post_id, key in held.items() if key in read}
     stats = counts.get_many_or_load(keys, queries.post_stats_many, read=read_counts)
-    page = _with_stats(rows, stats), next_before
     quiet_until = _quiet_until(keys, read) if found.cached else None
-    if quiet_until is not None:
-        _remember_served(user_id, size, _Served(found.read, quiet_until, len(keys), page))
-    return page
+    source = None if quiet_until is None else PageSource(read, quiet_until, len(keys))
+    return FirstPage(_with_stats(rows, stats), next_before, source)
 
 
 # (user id, page size) -> (the counts key prefix, {post id: counts key}) of the page 1 this process
@@ -91,34 +112,8 @@ def _remember_page(user_id: int, size: int, prefix: str, keys: dict[int, str]) -
     _page_posts[user_id, size] = (prefix, keys)
 
 
-class _Served(NamedTuple):
-    """A page 1 this process served from the cache alone, and the exact bytes it was made of."""
-
-    read: dict[str, bytes | None]  # the page's MGET: stamp, page and every counts entry it shows
-    quiet_until: float  # wall ms before which none of those counts is due for a refresh
-    lookups: int  # counts entries read (recorded as hits again)
-    page: tuple[list[dict[str, Any]], int | None]  # what feed_page answered: SHARED, read-only
-
-
-# (user id, page size) -> the page 1 last served them from the cache alone. A page is a function of
-# the bytes its MGET read (the stamp decides whether the page entry is served; tombstones and
-# counts are in their entries' bytes; the keys carry the namespaces' epochs), so the next read of
-# the same bytes is answered with the same page, decoded, merged and checked once. The clock is
-# the one other input (a counts entry due for a stale-while-revalidate refresh): no longer than
-# `quiet_until`. Only pages served from bytes alone are kept (no load, no lease, no absent entry:
-# those are answered by the database, not by the bytes). Bounded, dropped whole; no lock.
-_served: dict[tuple[int, int], _Served] = {}
-_SERVED_MAX = 2_000
-
-
-def _remember_served(user_id: int, size: int, served: _Served) -> None:
-    if len(_served) >= _SERVED_MAX:
-        _served.clear()
-    _served[user_id, size] = served
-
-
 def _quiet_until(keys: Mapping[int, str], read: Mapping[str, bytes | None]) -> float | None:
-    """When the counts read as `read` stop answering the page alone (`counts.refresh_quiet_until`),
+    """Until when the counts read as `read` answer the page alone (`counts.refresh_quiet_until`),
     or None if some entry was not a value in `read` (absent, leased, corrupt, not read): its
     answer came from the database."""
     metas = []

@@ -1,7 +1,8 @@
-"""A hot first feed page read from the same bytes as before is answered with the same page
-(feed.selectors `_served`, feed.api `_rendered`): no counts merge, no JSON, and nothing stale. Every
-change to what the page is made of (a count, a delete, the stamp, an evicted entry, an epoch, a
-refresh coming due, Redis down) gives the page the database or the new bytes say.
+"""A hot first feed page read from the same bytes as the page before is that page again
+(`feed.selectors.first_page(unchanged_since=...)`, and GET /api/feed answers the body it rendered
+then): no counts merge, no JSON, and nothing stale. Every change to what the page is made of (a
+count, a delete, the stamp, an evicted entry, an epoch, a refresh coming due, Redis down) gives
+the page the database or the new bytes say.
 
 Real Redis and database; every test commits (events applied at commit, as in production).
 """
@@ -17,7 +18,7 @@ from django.utils import timezone
 
 from accounts.auth import issue_token
 from core.caching import CacheManager, breaker, swr
-from feed import selectors
+from feed import api, selectors
 from feed.models import Comment, Follow, Post, Reaction
 from tests.factories import make_post, make_user
 
@@ -43,13 +44,29 @@ def posts(author):
     return [make_post(author, f"post {i}") for i in range(3)]
 
 
-def hot(viewer_id: int):
-    """Page 1 read until it is served from its bytes alone (the first read fills the caches, the
-    second reads the counts with the page), then once more: (the last two answers)."""
-    for _ in range(2):
-        selectors.feed_page(viewer_id, None, SIZE)
-    before = selectors.feed_page(viewer_id, None, SIZE)
-    return before, selectors.feed_page(viewer_id, None, SIZE)
+class Reader:
+    """Reads page 1 as GET /api/feed does: conditionally on the source of the page it had."""
+
+    def __init__(self, viewer_id: int) -> None:
+        self.viewer_id = viewer_id
+        self.page: selectors.FirstPage | None = None
+
+    def read(self) -> selectors.FirstPage:
+        since = self.page.source if self.page is not None else None
+        page = selectors.first_page(self.viewer_id, SIZE, unchanged_since=since)
+        if page is not None:
+            self.page = page
+        self.unchanged = page is None
+        return self.page
+
+
+def hot(viewer_id: int) -> Reader:
+    """A reader whose page is made of cached bytes alone (the first read fills the caches, the
+    second reads the counts with the page)."""
+    reader = Reader(viewer_id)
+    reader.read()
+    assert reader.read().source is not None
+    return reader
 
 
 def comment_behind_the_cache(post, author) -> None:
@@ -64,78 +81,88 @@ def comment_behind_the_cache(post, author) -> None:
 
 
 def comments_shown(page) -> list[int]:
-    return [item["counts"]["comments"] for item in page[0]]
+    return [item["counts"]["comments"] for item in page.items]
 
 
-def test_the_same_bytes_are_answered_with_the_same_page_and_no_counts_work(viewer, posts, monkeypatch):
-    before, again = hot(viewer.pk)
-    assert again is before  # the same objects: merged and checked once
+def test_the_same_bytes_are_the_same_page_with_no_counts_work(viewer, posts, monkeypatch):
+    reader = hot(viewer.pk)
+    before = reader.page
     monkeypatch.setattr(selectors.counts, "get_many_or_load", lambda *a, **k: pytest.fail("counts work"))
-    assert selectors.feed_page(viewer.pk, None, SIZE) is before
-    assert [item["id"] for item in before[0]] == [post.pk for post in reversed(posts)]
+    assert reader.read() is before
+    assert reader.unchanged
+    assert [item["id"] for item in before.items] == [post.pk for post in reversed(posts)]
+    # Without a source to compare with, the page is made again, and it is the same page.
+    monkeypatch.undo()
+    assert selectors.first_page(viewer.pk, SIZE) == before
 
 
 def test_a_count_a_delete_and_a_new_stamp_each_change_the_page(viewer, author, posts):
-    hot(viewer.pk)
+    reader = hot(viewer.pk)
     Comment.objects.create(post=posts[0], author=author, body="hi")  # its counts entry, at commit
-    after = selectors.feed_page(viewer.pk, None, SIZE)
-    assert comments_shown(after) == [0, 0, 1]
+    assert comments_shown(reader.read()) == [0, 0, 1]
+    assert not reader.unchanged
     posts[1].delete()  # a tombstone in its counts entry
-    shown = selectors.feed_page(viewer.pk, None, SIZE)[0]
-    assert [item["id"] for item in shown] == [posts[2].pk, posts[0].pk]
+    assert [item["id"] for item in reader.read().items] == [posts[2].pk, posts[0].pk]
+    reader.read()
     selectors.feeds.invalidate(viewer.pk)  # a new stamp: the page entry is no longer served
     with connection.cursor() as cursor:  # an edit the caches are never told of
         cursor.execute(f"UPDATE {Post._meta.db_table} SET body = %s WHERE id = %s", ["unseen", posts[2].pk])
-    assert selectors.feed_page(viewer.pk, None, SIZE)[0][0]["body"] == "unseen"
+    assert reader.read().items[0]["body"] == "unseen"
 
 
 def test_an_evicted_counts_entry_is_answered_by_the_database_not_by_the_page_before(
     viewer, author, posts, redis_client
 ):
-    hot(viewer.pk)
-    key = selectors.counts.counts_key(posts[0].pk)
-    redis_client.delete(key)  # evicted
+    reader = hot(viewer.pk)
+    redis_client.delete(selectors.counts.counts_key(posts[0].pk))  # evicted
     comment_behind_the_cache(posts[0], author)
-    assert comments_shown(selectors.feed_page(viewer.pk, None, SIZE)) == [0, 0, 1]
+    page = reader.read()
+    assert comments_shown(page) == [0, 0, 1]
+    assert page.source is None  # loaded: not a page of bytes alone
 
 
 def test_a_new_counts_epoch_reads_new_keys_not_the_page_before(viewer, author, posts):
-    hot(viewer.pk)
+    reader = hot(viewer.pk)
     comment_behind_the_cache(posts[0], author)
     CacheManager().bump_namespace(selectors.counts.namespace)  # the old epoch's keys are orphaned
-    assert comments_shown(selectors.feed_page(viewer.pk, None, SIZE)) == [0, 0, 1]
+    assert comments_shown(reader.read()) == [0, 0, 1]
 
 
 def test_a_counts_entry_coming_due_is_refreshed_though_its_bytes_did_not_change(
     viewer, author, posts, monkeypatch
 ):
     """The clock is the page's one input besides its bytes: past a counts entry's soft expiry, the
-    read refreshes it from the database (stale-while-revalidate), as a read without the memo does.
-    Fails if the served page is used without its `quiet_until`."""
-    hot(viewer.pk)
+    read refreshes it from the database (stale-while-revalidate), as a read of the whole page
+    does. Fails if the source's `quiet_until` is not checked."""
+    reader = hot(viewer.pk)
     comment_behind_the_cache(posts[0], author)
+    reader.read()
+    assert reader.unchanged
     later = selectors.counts.clock() + selectors.counts.soft_ttl + 1
     monkeypatch.setattr(selectors.counts, "clock", lambda: later)
-    assert comments_shown(selectors.feed_page(viewer.pk, None, SIZE)) == [0, 0, 1]
+    assert comments_shown(reader.read()) == [0, 0, 1]
 
 
 def test_with_redis_down_the_page_comes_from_the_database(viewer, author, posts, monkeypatch, unused_port):
-    hot(viewer.pk)
+    reader = hot(viewer.pk)
     comment_behind_the_cache(posts[0], author)
     dead = redis.Redis(port=unused_port, socket_connect_timeout=0.05, socket_timeout=0.05)
     monkeypatch.setattr(selectors.feeds.guard, "_client", dead)
     monkeypatch.setattr(selectors.counts.guard, "_client", dead)
     try:
-        assert comments_shown(selectors.feed_page(viewer.pk, None, SIZE)) == [0, 0, 1]
+        assert comments_shown(reader.read()) == [0, 0, 1]
     finally:
         breaker.reset()
 
 
-def test_the_api_body_follows_the_page(viewer, author, posts):
-    """GET /api/feed answers a served page with the body it rendered for it; any change of the page
-    (here a reaction by someone else, then the viewer's own) renders it again."""
+def test_the_api_body_follows_the_page(viewer, author, posts, monkeypatch):
+    """GET /api/feed answers an unchanged page with the body it rendered for it; any change of the
+    page (a reaction by someone else, then the viewer's own) renders it again."""
     client = Client(headers={"Authorization": f"Bearer {issue_token(viewer)}"})
-    bodies = [client.get("/api/feed").content for _ in range(4)]
+    bodies = [client.get("/api/feed").content for _ in range(3)]
+    with monkeypatch.context() as patched:
+        patched.setattr(api, "_json", lambda *a, **k: pytest.fail("rendered again"))
+        bodies.append(client.get("/api/feed").content)
     assert len(set(bodies)) == 1
     Reaction.objects.create(user=author, post=posts[2], kind="love")
     items = client.get("/api/feed").json()["items"]

@@ -27,6 +27,7 @@ from django.conf import settings  # noqa: E402
 from core.http import asgi_body_limit  # noqa: E402
 from core.redis_roles import check_redis_roles  # noqa: E402
 from themoon.debug_guard import refuse_debug_on_public_bind, uvicorn_bind_host  # noqa: E402
+from themoon.heap import freeze_startup_heap  # noqa: E402
 from themoon.routing import websocket_urlpatterns  # noqa: E402
 from themoon.wsgi_bridge import WSGIBridge  # noqa: E402
 
@@ -53,3 +54,4 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+freeze_startup_heap()  # last: what the process keeps for its life, out of the collector's walk

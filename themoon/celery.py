@@ -3,7 +3,7 @@ and the stream consumer bootstep that makes every worker a consumer of the event
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 from workers.bootsteps import StreamConsumerStep
 
@@ -34,3 +34,12 @@ def schedule_periodic_tasks(sender: Celery, **kwargs) -> None:
         seconds = float(getattr(settings, setting))
         # A run that could not start within its own period is dropped, not piled up.
         sender.add_periodic_task(seconds, sender.signature(task), name=name, expires=max(seconds * 0.9, 1.0))
+
+
+@signals.celeryd_after_setup.connect
+def freeze_worker_heap(sender, **kwargs) -> None:
+    """`celery worker` only (not an embedded test worker): the heap it started with, frozen before
+    the pool forks and the stream consumer starts (themoon/heap.py)."""
+    from themoon.heap import freeze_startup_heap
+
+    freeze_startup_heap(urlconf=False)
