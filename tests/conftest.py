@@ -36,7 +36,13 @@ def flush_redis() -> None:
 
 @pytest.fixture(autouse=True)
 def redis_client():
-    """The cache client, on a flushed database; process-local cache state reset."""
+    """The cache client, on a flushed database; process-local cache state reset. Each test gets
+    its own channel layer: tests run their sockets in an event loop each, and channels-redis keeps
+    its receive lock per layer instance, not per loop (a receive still unwound from the loop
+    before, cleaned up only when the collector gets to it, made the next test's receive use that
+    loop's lock: "is bound to a different event loop"). A server process has one loop."""
+    from channels.layers import channel_layers
+
     from core.caching import breaker, epochs, stats
     from core.connections import cache_client, forget_unreachable
     from core.events.recovery import recovery
@@ -48,6 +54,7 @@ def redis_client():
     breaker.reset()
     epochs.forget()
     stats.reset()
+    channel_layers.backends.clear()
     yield client
     recovery.reset()  # no drain thread of this test outlives it
 

@@ -199,7 +199,7 @@ def test_quiet_until_is_before_the_earliest_refresh_any_draw_can_make():
     assert swr.due(meta, earliest + 1, beta, largest)  # the bound is within 0.3 * delta * beta
     assert quiet < earliest < quiet + 0.3 * 50 * 1.5
     assert swr.quiet_until(meta, 0.0) == meta.soft  # no early refresh without beta or delta
-    assert swr.quiet_until(meta._replace(delta=0.0), beta) == meta.soft
-    leased = meta._replace(lease="x", until=meta.soft + 5_000)
+    assert swr.quiet_until(swr.SoftExpiry(soft=meta.soft, delta=0.0), beta) == meta.soft
+    leased = swr.SoftExpiry(soft=meta.soft, delta=meta.delta, lease="x", until=meta.soft + 5_000)
     assert swr.quiet_until(leased, beta) == meta.soft + 5_000  # held off by the live lease
     assert not swr.due(leased, meta.soft + 4_999, beta, largest)

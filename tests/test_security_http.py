@@ -52,7 +52,7 @@ def test_a_server_error_is_a_json_500_without_a_traceback(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("REDIS_URL=redis://:secret@cache:6379/0 exploded")
 
-    monkeypatch.setattr(feed.selectors, "feed_page", broken)
+    monkeypatch.setattr(feed.selectors, "first_page", broken)  # what GET /api/feed reads first
     token = issue_token(make_user())
     client = Client(raise_request_exception=False, headers={"Authorization": f"Bearer {token}"})
     response = client.get("/api/feed")
