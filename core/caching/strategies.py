@@ -352,9 +352,13 @@ class CacheAsideStrategy(BaseCacheStrategy):
         read once (per entry, they were most of a 20-entry read's decoding time)."""
         if not self.swr_enabled():
             return _never
-        beta = settings.CACHE_SWR_BETA if self.xfetch_beta is None else self.xfetch_beta
+        beta = self.beta()
         now_ms, rng, due = self.clock() * 1000, self.rng, swr.due
         return lambda meta: due(meta, now_ms, beta, rng)
+
+    def beta(self) -> float:
+        """XFetch's beta for this strategy: `xfetch_beta`, else CACHE_SWR_BETA."""
+        return settings.CACHE_SWR_BETA if self.xfetch_beta is None else self.xfetch_beta
 
     def refresh_quiet_until(self, metas: Iterable[swr.SoftExpiry | None]) -> float:
         """The wall time (ms, by `clock`) before which `refresh_due` is false for every one of
@@ -362,7 +366,7 @@ class CacheAsideStrategy(BaseCacheStrategy):
         infinity with stale-while-revalidate off."""
         if not self.swr_enabled():
             return math.inf
-        beta = settings.CACHE_SWR_BETA if self.xfetch_beta is None else self.xfetch_beta
+        beta = self.beta()
         return min((swr.quiet_until(meta, beta) for meta in metas if meta is not None), default=math.inf)
 
     def claim_refresh(self, value: dict, meta: swr.SoftExpiry) -> bytes:
